@@ -1,0 +1,582 @@
+"""The engine: what an application (or the HTTP layer) talks to.
+
+It validates and enqueues jobs, runs one `QueueRunner` per queue, turns the end of every run into
+one store write (batched by a settler, the way River's completer batches), emits events, renews
+leases and rescues stuck jobs. It does no I/O of its own: all state goes through the `Store`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+
+from tickq.clock import Clock, SystemClock
+from tickq.engine.dispatcher import QueueRunner
+from tickq.engine.events import EventBus, EventKind
+from tickq.engine.ids import IdGenerator
+from tickq.engine.job import Job
+from tickq.engine.jobtypes import BUILTIN_TYPES
+from tickq.engine.outcome import Outcome, Settle, SettleKind, decide
+from tickq.engine.queues import QueueCounts
+from tickq.engine.registry import JobType, Registry
+from tickq.engine.states import FINAL_STATES, JobState
+from tickq.errors import (
+    JobDataError,
+    JobNotFoundError,
+    JobTimeoutError,
+    StoreClosedError,
+    TickqError,
+    ValidationError,
+)
+from tickq.storage.base import JobQuery, Store
+
+log = logging.getLogger(__name__)
+
+Processor = Callable[[Job], Awaitable[Any]]
+P = TypeVar("P", bound=Callable[..., Any])
+
+#: data larger than this is refused at enqueue (the journal is not a blob store)
+MAX_DATA_BYTES = 1_000_000
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class JobSpec:
+    """One job to enqueue; every field but `type` and `data` is optional."""
+
+    type: str
+    data: Any
+    priority: int | None = None
+    delay_s: float = 0.0
+    run_at: float | None = None
+    idempotency_key: str | None = None
+    tenant_id: str | None = None
+    user_id: str | None = None
+    max_attempts: int | None = None
+    expires_in_s: float | None = None
+    callback_url: str | None = None
+    ordering_key: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Enqueued:
+    job: Job
+    #: False when an idempotency key matched an existing job, which is returned instead
+    created: bool
+
+
+class JobFailed(TickqError):
+    """`Engine.result` on a job that ended in the dead-letter queue or was cancelled."""
+
+    code = "job_failed"
+
+    def __init__(self, job: Job) -> None:
+        errors = job.errors
+        last = errors[-1].message if errors else job.state.value
+        super().__init__(f"job {job.id} {job.state.value}: {last}", job_id=job.id)
+        self.job = job
+
+
+class Engine:
+    def __init__(self, store: Store, *, registry: Registry | None = None,
+                 clock: Clock | None = None, rng: random.Random | None = None,
+                 concurrency: dict[str, int] | None = None,
+                 prefetch: dict[str, int] | None = None,
+                 shutdown_grace_s: float = 30.0, maintenance_interval_s: float = 1.0,
+                 settle_batch: int = 4096) -> None:
+        self.store = store
+        self.registry = registry or Registry(types=BUILTIN_TYPES)
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.events = EventBus()
+        self.shutdown_grace_s = shutdown_grace_s
+        self.maintenance_interval_s = maintenance_interval_s
+        self._concurrency = dict(concurrency or {})
+        self._prefetch = dict(prefetch or {})
+        self._settle_batch = settle_batch
+        self._ids = IdGenerator()
+        self._processors: dict[str, Processor] = {}
+        self._runners: dict[str, QueueRunner] = {}
+        #: job id -> claim token for every job this engine has claimed and not yet settled
+        self._claims: dict[str, int] = {}
+        #: job id -> why its run is being interrupted ("cancelled" or "shutdown")
+        self._interrupts: dict[str, str] = {}
+        self._aborting = False
+        self._pending: list[Settle] = []
+        self._pending_jobs: list[Job] = []
+        self._settle_wake = asyncio.Event()
+        self._settler: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+        self._waiters: dict[str, list[asyncio.Future[Job]]] = {}
+        self._started = False
+        self._stopped = False
+        #: counters since start (the metrics layer reads these)
+        self.stats: dict[str, int] = {"stalled": 0, "expired": 0, "completed": 0, "failed": 0,
+                                      "retried": 0, "deferred": 0, "cancelled": 0, "enqueued": 0}
+
+    # --- registration ---------------------------------------------------------------------
+
+    def register(self, job_type: JobType | str, fn: Callable[[Job], Any]) -> None:
+        """Attach a processor to a job type (registering the type if it is a new `JobType`)."""
+        if isinstance(job_type, JobType):
+            try:
+                existing = self.registry.job_type(job_type.name)
+            except TickqError:
+                existing = None
+            if existing is None:
+                self.registry.add_type(job_type)
+            elif existing != job_type:
+                self.registry.add_type(job_type, replace=True)
+            name = job_type.name
+        else:
+            name = self.registry.job_type(job_type).name
+        self._processors[name] = _as_async(fn)
+
+    def processor(self, type_name: str, *, queue: str | None = None, **options: Any
+                  ) -> Callable[[P], P]:
+        """Decorator: `@engine.processor("send-welcome", queue="communication")`.
+
+        With `queue` (and any other `JobType` field as a keyword) it registers a new job type;
+        without, the type must already be known (the built-in ones are)."""
+        def wrap(fn: P) -> P:
+            if queue is not None:
+                self.register(JobType(name=type_name, queue=queue, **options), fn)
+            else:
+                if options:
+                    raise TypeError("job type options need queue=")
+                self.register(type_name, fn)
+            return fn
+        return wrap
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, recover what an earlier run left, and start dispatching. Idempotent."""
+        if self._started:
+            return
+        if self._stopped:
+            raise StoreClosedError("an engine cannot be started again after it stopped")
+        self._started = True
+        now = self.clock.now()
+        queues = {q.name: q for q in self.registry.queues}
+        report = await self.store.open(queues, now)
+        for job in report.stalled:
+            self.stats["stalled"] += 1
+            self.events.emit(EventKind.STALLED, job, now, "process restarted")
+            if job.state in FINAL_STATES:
+                self._resolve(job)
+        paused = await self.store.queue_paused()
+        self.store.on_available = self._on_available
+        for cfg in self.registry.queues:
+            conc = self._concurrency.get(cfg.name, cfg.concurrency)
+            runner = QueueRunner(self, cfg, conc, self._prefetch.get(cfg.name, conc))
+            runner.paused = cfg.name in paused
+            self._runners[cfg.name] = runner
+            runner.start()
+        self._settler = asyncio.create_task(self._settle_loop(), name="tickq-settler")
+        self._maintenance = asyncio.create_task(self._maintain(), name="tickq-maintenance")
+        log.info("engine started", extra={"event": "engine_started", "loaded": report.loaded,
+                                          "stalled": len(report.stalled)})
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop claiming, let running jobs finish for up to `grace_s`, give the rest back to
+        waiting without spending an attempt, flush, and close the store. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if not self._started:
+            await self.store.close()
+            return
+        grace = self.shutdown_grace_s if grace_s is None else grace_s
+        now = self.clock.now()
+        for runner in self._runners.values():
+            for job in await runner.stop_feeding():
+                self._finish_settle(Settle(job_id=job.id, token=job.claim_token, at=now,
+                                           kind=SettleKind.SNOOZE, run_at=job.run_at,
+                                           reason="shutdown"), job)
+        workers = [t for r in self._runners.values() for t in r.workers]
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=max(0.0, grace))
+            if pending:
+                # Past the grace period: interrupt the rest; each records a snooze that gives
+                # its attempt back.
+                self._aborting = True
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        # Interrupted runs recorded their snooze; write everything out before closing.
+        await self._flush_settles()
+        for task in (self._settler, self._maintenance):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._settler, self._maintenance) if t),
+                             return_exceptions=True)
+        await self._flush_settles()
+        await self.store.close()
+        for futs in self._waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_exception(StoreClosedError("the engine stopped"))
+        self._waiters.clear()
+        log.info("engine stopped", extra={"event": "engine_stopped"})
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._stopped
+
+    # --- enqueue --------------------------------------------------------------------------
+
+    def _build(self, spec: JobSpec, now: float) -> Job:
+        reg = self.registry
+        jt = reg.job_type(spec.type)
+        cfg = reg.queue(jt.queue)
+        data = reg.validate_data(jt, spec.data)
+        priority = jt.priority if spec.priority is None else reg.validate_priority(spec.priority)
+        if spec.run_at is not None:
+            if not math.isfinite(spec.run_at):
+                raise ValidationError("run_at must be a finite time", code="invalid_run_at",
+                                      field="run_at")
+            run_at = max(now, spec.run_at)
+        else:
+            if not math.isfinite(spec.delay_s) or spec.delay_s < 0:
+                raise ValidationError(f"delay must be >= 0 seconds, got {spec.delay_s!r}",
+                                      code="invalid_delay", field="delay")
+            run_at = now + spec.delay_s
+        max_attempts = spec.max_attempts or jt.max_attempts or cfg.max_attempts
+        if spec.max_attempts is not None and not 1 <= spec.max_attempts <= 100:
+            raise ValidationError("max_attempts must be 1..100", code="invalid_max_attempts",
+                                  field="max_attempts")
+        expires_in = cfg.expiry_s if spec.expires_in_s is None else spec.expires_in_s
+        if not expires_in > 0:
+            raise ValidationError("expires_in must be > 0 seconds", code="invalid_expiry",
+                                  field="expires_in")
+        key = spec.idempotency_key
+        if key is not None:
+            if not isinstance(key, str) or not 1 <= len(key) <= 255:
+                raise ValidationError("idempotency key must be 1..255 characters",
+                                      code="invalid_idempotency_key", field="idempotency_key")
+        elif jt.key_rule is not None:
+            key = jt.key_rule(data, now)
+        try:
+            data_json = orjson.dumps(data)
+        except TypeError as exc:
+            raise JobDataError(f"data for {jt.name} is not JSON: {exc}", field="data") from None
+        if len(data_json) > MAX_DATA_BYTES:
+            raise JobDataError(f"data for {jt.name} is {len(data_json)} bytes; the limit is "
+                               f"{MAX_DATA_BYTES}", field="data")
+        return Job(id=self._ids.new(now), queue=jt.queue, type=jt.name, data_json=data_json,
+                   priority=priority, max_attempts=max_attempts, run_at=run_at, created_at=now,
+                   tenant_id=spec.tenant_id, user_id=spec.user_id, idempotency_key=key,
+                   expires_at=run_at + expires_in, callback_url=spec.callback_url,
+                   ordering_key=spec.ordering_key)
+
+    async def enqueue(self, type: str, data: Any, **options: Any) -> Job:
+        """Enqueue one job; returns it (or the job that already holds its idempotency key)."""
+        return (await self.enqueue_many([JobSpec(type=type, data=data, **options)]))[0].job
+
+    async def enqueue_many(self, specs: Sequence[JobSpec]) -> list[Enqueued]:
+        """Enqueue a batch. Every spec is validated first: one bad spec refuses the whole batch
+        and nothing is written. Returns after the jobs are as durable as their queues ask."""
+        if not self._started or self._stopped:
+            raise StoreClosedError("the engine is not running")
+        now = self.clock.now()
+        jobs = [self._build(s, now) for s in specs]
+        results = await self.store.job_insert_many(jobs, now)
+        woken: set[str] = set()
+        emit = self.events.active
+        for r in results:
+            if r.created:
+                self.stats["enqueued"] += 1
+                if emit:
+                    self.events.emit(EventKind.ENQUEUED, r.job, now)
+                woken.add(r.job.queue)
+        for q in woken:
+            runner = self._runners.get(q)
+            if runner is not None:
+                runner.wake()
+        return [Enqueued(r.job, r.created) for r in results]
+
+    # --- reads and operator actions ---------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self.store.job_get(job_id)
+
+    async def list_jobs(self, query: JobQuery) -> list[Job]:
+        return await self.store.job_list(query)
+
+    async def counts(self, queue: str) -> QueueCounts:
+        self.registry.queue(queue)
+        return await self.store.queue_counts(queue, self.clock.now())
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job is completed, failed or cancelled; returns its final record."""
+        job = await self.store.job_get(job_id)
+        if job is None:
+            raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+        if job.state in FINAL_STATES:
+            return job
+        fut: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, []).append(fut)
+        # It may have finished between the read and the registration.
+        job = await self.store.job_get(job_id)
+        if job is not None and job.state in FINAL_STATES and not fut.done():
+            fut.set_result(job)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise JobTimeoutError(f"job {job_id} did not finish within {timeout}s",
+                                  job_id=job_id) from None
+        finally:
+            futs = self._waiters.get(job_id)
+            if futs is not None and fut in futs:
+                futs.remove(fut)
+                if not futs:
+                    del self._waiters[job_id]
+
+    async def result(self, job_id: str, timeout: float | None = None) -> Any:
+        """The job's result once it completes; raises `JobFailed` if it failed or was cancelled."""
+        job = await self.wait(job_id, timeout)
+        if job.state is not JobState.COMPLETED:
+            raise JobFailed(job)
+        return job.result
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a waiting job, or interrupt a running one (cooperatively: its processor sees
+        `asyncio.CancelledError` at its next await)."""
+        now = self.clock.now()
+        job = await self.store.job_cancel(job_id, now)
+        if job.state is JobState.CANCELLED:
+            self._claims.pop(job.id, None)
+            self.stats["cancelled"] += 1
+            self.events.emit(EventKind.CANCELLED, job, now)
+            self._resolve(job)
+            return job
+        # Active: interrupt it if it runs here. Elsewhere (another node) it finishes its attempt.
+        runner = self._runners.get(job.queue)
+        task = runner.running.get(job.id) if runner else None
+        if task is not None:
+            self._interrupts[job.id] = "cancelled"
+            task.cancel()
+        elif runner is not None and job.id in self._claims:
+            for buffered in list(runner.buffer):
+                if buffered.id == job.id:
+                    runner.buffer.remove(buffered)
+                    self._finish_settle(Settle(job_id=job.id, token=buffered.claim_token, at=now,
+                                               kind=SettleKind.CANCEL, reason="cancelled"),
+                                        buffered)
+        return job
+
+    async def retry(self, job_id: str, extra_attempts: int | None = None) -> Job:
+        """Put a dead-letter (failed) job back to waiting; its error history is kept."""
+        job = await self.store.job_get(job_id)
+        if job is None:
+            raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+        jt = self.registry.job_type(job.type)
+        more = extra_attempts or jt.max_attempts or self.registry.queue(job.queue).max_attempts
+        now = self.clock.now()
+        job = await self.store.job_retry_failed(job_id, now, more)
+        self.events.emit(EventKind.REVIVED, job, now)
+        runner = self._runners.get(job.queue)
+        if runner is not None:
+            runner.wake()
+        return job
+
+    async def pause(self, queue: str) -> None:
+        self.registry.queue(queue)
+        await self.store.queue_set_paused(queue, True)
+        runner = self._runners.get(queue)
+        if runner is not None:
+            runner.paused = True
+            runner.wake()
+
+    async def resume(self, queue: str) -> None:
+        self.registry.queue(queue)
+        await self.store.queue_set_paused(queue, False)
+        runner = self._runners.get(queue)
+        if runner is not None:
+            runner.paused = False
+            runner.wake()
+
+    def is_paused(self, queue: str) -> bool:
+        runner = self._runners.get(queue)
+        return bool(runner and runner.paused)
+
+    async def set_progress(self, job: Job, progress: int) -> None:
+        """Report a running job's progress (0-100)."""
+        if await self.store.job_progress(job.id, job.claim_token, progress):
+            self.events.emit(EventKind.PROGRESS, job, self.clock.now())
+
+    # --- called by the runners ---------------------------------------------------------------
+
+    def _on_available(self, queue: str) -> None:
+        runner = self._runners.get(queue)
+        if runner is not None:
+            runner.wake()
+
+    def _on_claimed(self, jobs: list[Job], now: float) -> None:
+        claims = self._claims
+        for job in jobs:
+            claims[job.id] = job.claim_token
+        if self.events.active:
+            for job in jobs:
+                self.events.emit(EventKind.STARTED, job, now)
+
+    def _on_expired(self, jobs: list[Job], now: float) -> None:
+        for job in jobs:
+            self.stats["expired"] += 1
+            self.events.emit(EventKind.EXPIRED, job, now, "expired")
+            self._resolve(job)
+
+    def _interrupt_reason(self, job_id: str) -> str | None:
+        reason = self._interrupts.get(job_id)
+        if reason is None and self._aborting:
+            return "shutdown"
+        return reason
+
+    def _finish(self, job: Job, outcome: Outcome) -> None:
+        """Turn the end of a run into its store write (queued for the settler)."""
+        jt = self.registry.job_type(job.type)
+        cfg = self.registry.queue(job.queue)
+        settle = decide(outcome, job, self.clock.now(),
+                        max_attempts=job.max_attempts,
+                        policy=jt.backoff or cfg.backoff, key_ttl_s=jt.key_ttl_s, rng=self.rng)
+        self._finish_settle(settle, job)
+
+    def _finish_settle(self, settle: Settle, job: Job) -> None:
+        self._interrupts.pop(job.id, None)
+        self._pending.append(settle)
+        self._pending_jobs.append(job)
+        if len(self._pending) == 1:
+            self._settle_wake.set()
+
+    # --- settling --------------------------------------------------------------------------
+
+    async def _settle_loop(self) -> None:
+        while True:
+            await self._settle_wake.wait()
+            self._settle_wake.clear()
+            try:
+                await self._flush_settles()
+            except Exception:
+                log.exception("writing job outcomes failed; will retry",
+                              extra={"event": "settle_failed"})
+                await asyncio.sleep(0.5)
+                self._settle_wake.set()
+
+    async def _flush_settles(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._settle_batch], self._pending[
+                self._settle_batch:]
+            jobs, self._pending_jobs = self._pending_jobs[: self._settle_batch], \
+                self._pending_jobs[self._settle_batch:]
+            try:
+                done = await self.store.job_settle_many(batch)
+            except BaseException:
+                # Put the batch back in front so nothing is lost, then let the caller decide.
+                self._pending[:0] = batch
+                self._pending_jobs[:0] = jobs
+                raise
+            self._after_settle(batch, done)
+
+    def _after_settle(self, batch: list[Settle], done: list[Job]) -> None:
+        claims = self._claims
+        for s in batch:
+            if claims.get(s.job_id) == s.token:
+                del claims[s.job_id]
+        emit = self.events.emit
+        stats = self.stats
+        reasons = {s.job_id: s for s in batch}
+        woken: set[str] = set()
+        for job in done:
+            s = reasons[job.id]
+            kind = s.kind
+            if kind is SettleKind.COMPLETE:
+                stats["completed"] += 1
+                emit(EventKind.COMPLETED, job, s.at)
+            elif kind is SettleKind.RETRY:
+                stats["retried"] += 1
+                emit(EventKind.RETRIED, job, s.at, s.reason)
+                woken.add(job.queue)
+            elif kind is SettleKind.SNOOZE:
+                stats["deferred"] += 1
+                emit(EventKind.DEFERRED, job, s.at, s.reason)
+                woken.add(job.queue)
+            elif kind is SettleKind.FAIL:
+                stats["failed"] += 1
+                emit(EventKind.FAILED, job, s.at, s.reason)
+            else:
+                stats["cancelled"] += 1
+                emit(EventKind.CANCELLED, job, s.at, s.reason)
+            if self._waiters and job.state in FINAL_STATES:
+                self._resolve(job)
+        if not self._stopped:
+            for q in woken:
+                runner = self._runners.get(q)
+                if runner is not None:
+                    runner.wake()
+
+    def _resolve(self, job: Job) -> None:
+        futs = self._waiters.pop(job.id, None)
+        if futs:
+            snapshot = job.copy()
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(snapshot)
+
+    # --- leases and rescue -------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Renew the leases of everything this engine holds, then rescue expired ones."""
+        while True:
+            await asyncio.sleep(self.maintenance_interval_s)
+            try:
+                await self.tick_maintenance()
+            except Exception:
+                log.exception("lease maintenance failed", extra={"event": "maintenance_failed"})
+
+    async def tick_maintenance(self) -> None:
+        now = self.clock.now()
+        if self._claims:
+            lease_s = min(r.cfg.lease_s for r in self._runners.values()) if self._runners else 30.0
+            lost = await self.store.job_heartbeat(list(self._claims.items()), now + lease_s)
+            for job_id in lost:
+                # Someone else settled or rescued it; a late write from us would be dropped anyway.
+                self._claims.pop(job_id, None)
+        rescued = await self.store.job_rescue_stuck(now)
+        for job in rescued:
+            self.stats["stalled"] += 1
+            self._claims.pop(job.id, None)
+            self.events.emit(EventKind.STALLED, job, now, "lease expired")
+            if job.state in FINAL_STATES:
+                self._resolve(job)
+            else:
+                runner = self._runners.get(job.queue)
+                if runner is not None:
+                    runner.wake()
+
+
+def _as_async(fn: Callable[[Job], Any]) -> Processor:
+    """Processors may be plain functions; those run in a worker thread so they cannot block."""
+    if inspect.iscoroutinefunction(fn):
+        return fn
+
+    async def run_in_thread(job: Job) -> Any:
+        return await asyncio.to_thread(fn, job)
+
+    run_in_thread.__name__ = getattr(fn, "__name__", "processor")
+    return run_in_thread
+

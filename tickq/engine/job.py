@@ -1,0 +1,173 @@
+"""The job record.
+
+One `Job` object per job lives in the store's index for as long as the job is live; the engine
+and the processors read it. Attributes are changed only by the store, through the transitions of
+`tickq.engine.states`: a processor must treat the object as read-only. Creating one record per job,
+instead of a fresh frozen copy per state change, is what keeps the enqueue-claim-complete path cheap.
+
+`data`, `result` and the error history are kept as JSON bytes: waiting jobs are held in memory
+(a million after a restart), and decoding happens only where a value is looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tickq.engine.states import JobState
+
+
+@dataclass(slots=True, kw_only=True)
+class ErrorEntry:
+    """One failed attempt, as kept in a job's error history."""
+
+    attempt: int
+    type: str
+    message: str
+    at: float
+    code: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "type": self.type, "message": self.message,
+                "at": self.at, "code": self.code}
+
+
+class Job:
+    """A job and everything known about it. See DESIGN.md "Jobs" for the field meanings."""
+
+    __slots__ = (
+        "id", "queue", "type", "data_json", "tenant_id", "user_id", "priority", "state",
+        "attempts", "max_attempts", "run_at", "lease_until", "idempotency_key", "progress",
+        "result_json", "errors_json", "created_at", "started_at", "finished_at", "expires_at",
+        "callback_url", "ordering_key", "stalls", "claim_token", "key_until", "_seq",
+    )
+
+    id: str
+    #: queue name and job type name
+    queue: str
+    type: str
+    #: the job's input, orjson-encoded
+    data_json: bytes
+    tenant_id: str | None
+    user_id: str | None
+    #: 1..10, 10 runs first
+    priority: int
+    state: JobState
+    #: attempts started so far (a deferral or a graceful shutdown gives its attempt back)
+    attempts: int
+    max_attempts: int
+    #: earliest time the job may start; in the future means "delayed"
+    run_at: float
+    #: while active: the time by which the claim must be renewed or the job counts as stalled
+    lease_until: float | None
+    idempotency_key: str | None
+    progress: int
+    result_json: bytes | None
+    #: orjson list of ErrorEntry dicts, one per failed attempt; None when there are none
+    errors_json: bytes | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    #: a waiting job past this time fails as expired instead of starting
+    expires_at: float | None
+    callback_url: str | None
+    ordering_key: str | None
+    #: how many times the job's lease expired or its process died under it
+    stalls: int
+    #: changes on every claim; a state write carrying an older token is ignored
+    claim_token: int
+    #: a completed job keeps its idempotency key until this time
+    key_until: float | None
+    _seq: int
+
+    def __init__(self, *, id: str, queue: str, type: str, data_json: bytes, priority: int,
+                 max_attempts: int, run_at: float, created_at: float,
+                 tenant_id: str | None = None, user_id: str | None = None,
+                 state: JobState = JobState.WAITING, attempts: int = 0,
+                 lease_until: float | None = None, idempotency_key: str | None = None,
+                 progress: int = 0, result_json: bytes | None = None,
+                 errors_json: bytes | None = None, started_at: float | None = None,
+                 finished_at: float | None = None, expires_at: float | None = None,
+                 callback_url: str | None = None, ordering_key: str | None = None,
+                 stalls: int = 0, claim_token: int = 0, key_until: float | None = None) -> None:
+        self.id = id
+        self.queue = queue
+        self.type = type
+        self.data_json = data_json
+        self.tenant_id = tenant_id
+        self.user_id = user_id
+        self.priority = priority
+        self.state = state
+        self.attempts = attempts
+        self.max_attempts = max_attempts
+        self.run_at = run_at
+        self.lease_until = lease_until
+        self.idempotency_key = idempotency_key
+        self.progress = progress
+        self.result_json = result_json
+        self.errors_json = errors_json
+        self.created_at = created_at
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.expires_at = expires_at
+        self.callback_url = callback_url
+        self.ordering_key = ordering_key
+        self.stalls = stalls
+        self.claim_token = claim_token
+        self.key_until = key_until
+        self._seq = 0
+
+    # --- decoded views -------------------------------------------------------------------
+
+    @property
+    def data(self) -> Any:
+        return orjson.loads(self.data_json)
+
+    @property
+    def result(self) -> Any:
+        return None if self.result_json is None else orjson.loads(self.result_json)
+
+    @property
+    def errors(self) -> list[ErrorEntry]:
+        if not self.errors_json:
+            return []
+        return [ErrorEntry(**e) for e in orjson.loads(self.errors_json)]
+
+    def is_delayed(self, now: float) -> bool:
+        return self.state is JobState.WAITING and self.run_at > now
+
+    def copy(self) -> Job:
+        """An independent snapshot, for handing out where the caller may keep it."""
+        clone = Job.__new__(Job)
+        for name in Job.__slots__:
+            object.__setattr__(clone, name, getattr(self, name))
+        return clone
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, decoded; the shape the HTTP API and the CLI render from."""
+        return {
+            "id": self.id, "queue": self.queue, "type": self.type, "data": self.data,
+            "tenant_id": self.tenant_id, "user_id": self.user_id, "priority": self.priority,
+            "state": self.state.value, "attempts": self.attempts,
+            "max_attempts": self.max_attempts, "run_at": self.run_at,
+            "lease_until": self.lease_until, "idempotency_key": self.idempotency_key,
+            "progress": self.progress, "result": self.result,
+            "errors": [e.to_dict() for e in self.errors], "created_at": self.created_at,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+            "expires_at": self.expires_at, "callback_url": self.callback_url,
+            "ordering_key": self.ordering_key, "stalls": self.stalls,
+        }
+
+    def __repr__(self) -> str:
+        return (f"Job(id={self.id!r}, type={self.type!r}, queue={self.queue!r}, "
+                f"state={self.state.value}, attempts={self.attempts}/{self.max_attempts})")
+
+
+def append_error(errors_json: bytes | None, entry: ErrorEntry) -> bytes:
+    """The error history with one more entry, re-encoded."""
+    history: list[Mapping[str, Any]] = orjson.loads(errors_json) if errors_json else []
+    history.append(entry.to_dict())
+    return orjson.dumps(history)

@@ -1,0 +1,389 @@
+"""The in-memory scheduling index behind the memory and SQLite stores.
+
+Scheduling state lives here: per queue, a heap of ready jobs ordered (priority desc, run_at, id)
+and a heap of delayed jobs ordered by run_at; the live jobs by id; idempotency key holds. The SQLite
+store journals what this index does; the memory store is this index alone.
+
+Heaps use lazy deletion: an entry is valid only while its job is still waiting with the run_at
+(and priority) the entry was pushed with. A job is re-pushed on every re-queue, so a stale entry
+can only be skipped, never run a job early.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Final
+
+from tickq.engine.job import ErrorEntry, Job, append_error
+from tickq.engine.outcome import Settle, SettleKind
+from tickq.engine.queues import QueueConfig, QueueCounts
+from tickq.engine.states import FINAL_STATES, JobState, check_transition
+from tickq.errors import IdempotencyConflictError, IllegalTransitionError, JobNotFoundError
+from tickq.storage.base import JobQuery, PruneRule
+
+W, A, C, F, X = (JobState.WAITING, JobState.ACTIVE, JobState.COMPLETED, JobState.FAILED,
+                 JobState.CANCELLED)
+INF: Final = math.inf
+
+#: journal operations reported through `on_change`
+OP_INSERT, OP_UPDATE, OP_DELETE = 0, 1, 2
+
+ReadyEntry = tuple[int, float, str, Job]
+DelayedEntry = tuple[float, str, Job]
+HoldKey = tuple[str, str]
+
+
+class KeyHold:
+    """Who holds an idempotency key, and until when (infinity while the job is live)."""
+
+    __slots__ = ("job_id", "until")
+
+    def __init__(self, job_id: str, until: float) -> None:
+        self.job_id = job_id
+        self.until = until
+
+
+def hold_key(job: Job) -> HoldKey | None:
+    if job.idempotency_key is None:
+        return None
+    return (job.tenant_id or "", job.idempotency_key)
+
+
+class _Queue:
+    __slots__ = ("ready", "delayed", "counts")
+
+    def __init__(self) -> None:
+        self.ready: list[ReadyEntry] = []
+        self.delayed: list[DelayedEntry] = []
+        self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
+
+
+class JobIndex:
+    def __init__(self, queues: Mapping[str, QueueConfig]) -> None:
+        self.queues: dict[str, QueueConfig] = dict(queues)
+        self.jobs: dict[str, Job] = {}
+        self.holds: dict[HoldKey, KeyHold] = {}
+        self._q: dict[str, _Queue] = {name: _Queue() for name in queues}
+        self._token = 0
+        #: called for every change the journal must record: (job, OP_*)
+        self.on_change: Callable[[Job, int], None] | None = None
+
+    # --- bookkeeping -----------------------------------------------------------------------
+
+    def _queue(self, name: str) -> _Queue:
+        q = self._q.get(name)
+        if q is None:
+            q = self._q[name] = _Queue()
+        return q
+
+    def _move(self, job: Job, dst: JobState) -> None:
+        check_transition(job.state, dst, job.id)
+        counts = self._queue(job.queue).counts
+        counts[job.state] -= 1
+        counts[dst] += 1
+        job.state = dst
+
+    def _changed(self, job: Job, op: int = OP_UPDATE) -> None:
+        if self.on_change is not None:
+            self.on_change(job, op)
+
+    def schedule(self, job: Job, now: float) -> None:
+        """Make a waiting job visible to `fetch`."""
+        q = self._queue(job.queue)
+        if job.run_at <= now:
+            heapq.heappush(q.ready, (-job.priority, job.run_at, job.id, job))
+        else:
+            heapq.heappush(q.delayed, (job.run_at, job.id, job))
+
+    def _release_hold(self, job: Job) -> None:
+        key = hold_key(job)
+        if key is not None:
+            hold = self.holds.get(key)
+            if hold is not None and hold.job_id == job.id:
+                del self.holds[key]
+
+    def add_loaded(self, job: Job, now: float) -> None:
+        """Take a job read back from a journal into the index (no journal write)."""
+        self.jobs[job.id] = job
+        self._queue(job.queue).counts[job.state] += 1
+        key = hold_key(job)
+        if key is not None:
+            if job.state in (W, A):
+                self.holds[key] = KeyHold(job.id, INF)
+            elif job.state is C and job.key_until is not None and job.key_until > now:
+                self.holds[key] = KeyHold(job.id, job.key_until)
+        if job.state is W:
+            self.schedule(job, now)
+
+    def add_hold(self, key: HoldKey, job_id: str, until: float) -> None:
+        self.holds[key] = KeyHold(job_id, until)
+
+    def add_final_count(self, queue: str, state: JobState, n: int) -> None:
+        """Count finished jobs that live only in a journal (they are not loaded)."""
+        self._queue(queue).counts[state] += n
+
+    # --- insert ----------------------------------------------------------------------------
+
+    def insert_many(self, jobs: Sequence[Job], now: float) -> list[tuple[Job | str, bool]]:
+        """Register new jobs, or find who already holds their key.
+
+        Returns per job either (the new job, True) or (the holder, False); the holder is the id
+        alone when its record is no longer in memory. New jobs are counted and journaled but not
+        yet scheduled: the caller schedules them once they are durable.
+        """
+        out: list[tuple[Job | str, bool]] = []
+        holds = self.holds
+        for job in jobs:
+            key = hold_key(job)
+            if key is not None:
+                hold = holds.get(key)
+                if hold is not None and hold.until > now:
+                    out.append((self.jobs.get(hold.job_id) or hold.job_id, False))
+                    continue
+                holds[key] = KeyHold(job.id, INF)
+            self.jobs[job.id] = job
+            self._queue(job.queue).counts[W] += 1
+            self._changed(job, OP_INSERT)
+            out.append((job, True))
+        return out
+
+    # --- claim -----------------------------------------------------------------------------
+
+    def fetch(self, queue: str, limit: int, now: float,
+              lease_s: float) -> tuple[list[Job], list[Job]]:
+        q = self._queue(queue)
+        ready, delayed = q.ready, q.delayed
+        while delayed and delayed[0][0] <= now:
+            run_at, _, job = heapq.heappop(delayed)
+            if job.state is W and job.run_at == run_at:
+                heapq.heappush(ready, (-job.priority, run_at, job.id, job))
+        claimed: list[Job] = []
+        expired: list[Job] = []
+        counts = q.counts
+        lease_until = now + lease_s
+        while ready and len(claimed) < limit:
+            neg_prio, run_at, _, job = heapq.heappop(ready)
+            if job.state is not W or job.run_at != run_at or job.priority != -neg_prio:
+                continue
+            if job.expires_at is not None and job.expires_at <= now:
+                self._expire(job, now)
+                expired.append(job)
+                continue
+            counts[W] -= 1
+            counts[A] += 1
+            job.state = A
+            job.attempts += 1
+            self._token += 1
+            job.claim_token = self._token
+            job.lease_until = lease_until
+            job.started_at = now
+            self._changed(job)
+            claimed.append(job)
+        return claimed, expired
+
+    def _expire(self, job: Job, now: float) -> None:
+        self._move(job, F)
+        job.finished_at = now
+        job.errors_json = append_error(job.errors_json, ErrorEntry(
+            attempt=job.attempts, type="Expired", message="expired before it could start",
+            at=now, code="expired"))
+        self._release_hold(job)
+        self._changed(job)
+
+    def next_run_at(self, queue: str) -> float | None:
+        delayed = self._queue(queue).delayed
+        while delayed:
+            run_at, _, job = delayed[0]
+            if job.state is W and job.run_at == run_at:
+                return run_at
+            heapq.heappop(delayed)
+        return None
+
+    def has_ready(self, queue: str) -> bool:
+        return bool(self._queue(queue).ready)
+
+    # --- the end of a run ------------------------------------------------------------------
+
+    def settle(self, s: Settle) -> Job | None:
+        job = self.jobs.get(s.job_id)
+        if job is None or job.state is not A or job.claim_token != s.token:
+            return None
+        kind = s.kind
+        job.lease_until = None
+        if kind is SettleKind.COMPLETE:
+            self._move(job, C)
+            job.finished_at = s.at
+            job.result_json = s.result_json
+            job.progress = 100
+            job.key_until = s.key_until
+            key = hold_key(job)
+            if key is not None:
+                hold = self.holds.get(key)
+                if hold is not None and hold.job_id == job.id:
+                    hold.until = s.key_until if s.key_until is not None else s.at
+        elif kind is SettleKind.RETRY or kind is SettleKind.SNOOZE:
+            self._move(job, W)
+            job.run_at = s.run_at if s.run_at is not None else s.at
+            if kind is SettleKind.SNOOZE:
+                job.attempts -= 1
+            elif s.error is not None:
+                job.errors_json = append_error(job.errors_json, s.error)
+            self.schedule(job, s.at)
+        elif kind is SettleKind.FAIL:
+            self._move(job, F)
+            job.finished_at = s.at
+            if s.error is not None:
+                job.errors_json = append_error(job.errors_json, s.error)
+            self._release_hold(job)
+        else:
+            self._move(job, X)
+            job.finished_at = s.at
+            self._release_hold(job)
+        self._changed(job)
+        return job
+
+    def heartbeat(self, claims: Iterable[tuple[str, int]], lease_until: float) -> list[str]:
+        lost: list[str] = []
+        jobs = self.jobs
+        for job_id, token in claims:
+            job = jobs.get(job_id)
+            if job is None or job.state is not A or job.claim_token != token:
+                lost.append(job_id)
+            else:
+                job.lease_until = lease_until
+        return lost
+
+    def stall(self, job: Job, now: float, why: str) -> None:
+        """An active job whose run was lost: back to waiting, or failed when out of attempts.
+
+        The attempt stays spent (the run may have done its work), which is what stops a job that
+        crashes its process from looping forever."""
+        job.stalls += 1
+        job.lease_until = None
+        job.errors_json = append_error(job.errors_json, ErrorEntry(
+            attempt=job.attempts, type="Stalled", message=why, at=now, code="stalled"))
+        if job.attempts >= job.max_attempts:
+            self._move(job, F)
+            job.finished_at = now
+            self._release_hold(job)
+        else:
+            self._move(job, W)
+            job.run_at = now
+            self.schedule(job, now)
+        self._changed(job)
+
+    def rescue_stuck(self, now: float) -> list[Job]:
+        stuck = [j for j in self.jobs.values()
+                 if j.state is A and j.lease_until is not None and j.lease_until < now]
+        for job in stuck:
+            self.stall(job, now, "lease expired while running")
+        return stuck
+
+    # --- operator actions ------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+        return job
+
+    def cancel(self, job: Job, now: float) -> Job:
+        if job.state is W:
+            self._move(job, X)
+            job.finished_at = now
+            self._release_hold(job)
+            self._changed(job)
+        elif job.state is not A:
+            raise IllegalTransitionError(
+                f"job {job.id} is {job.state.value} and can no longer be cancelled", job_id=job.id)
+        return job
+
+    def retry_failed(self, job: Job, now: float, max_attempts: int) -> Job:
+        check_transition(job.state, W, job.id)
+        key = hold_key(job)
+        if key is not None:
+            hold = self.holds.get(key)
+            if hold is not None and hold.job_id != job.id and hold.until > now:
+                raise IdempotencyConflictError(
+                    f"idempotency key {job.idempotency_key!r} is now held by job {hold.job_id}",
+                    job_id=job.id)
+            self.holds[key] = KeyHold(job.id, INF)
+        self._move(job, W)
+        job.max_attempts = job.attempts + max_attempts
+        job.run_at = now
+        job.finished_at = None
+        self.schedule(job, now)
+        self._changed(job)
+        return job
+
+    def progress(self, job_id: str, token: int, progress: int) -> bool:
+        job = self.jobs.get(job_id)
+        if job is None or job.state is not A or job.claim_token != token:
+            return False
+        job.progress = max(0, min(100, progress))
+        self._changed(job)
+        return True
+
+    def evict(self, job: Job) -> None:
+        """Forget a finished job's record (its key hold stays, by id)."""
+        if self.jobs.get(job.id) is job and job.state in FINAL_STATES:
+            del self.jobs[job.id]
+
+    def delete(self, job: Job) -> None:
+        """Remove a finished job entirely (retention)."""
+        if job.state not in FINAL_STATES:
+            raise IllegalTransitionError(f"job {job.id} is still {job.state.value}", job_id=job.id)
+        self.jobs.pop(job.id, None)
+        self._queue(job.queue).counts[job.state] -= 1
+        key = hold_key(job)
+        if key is not None and (hold := self.holds.get(key)) is not None and hold.job_id == job.id:
+            del self.holds[key]
+        self._changed(job, OP_DELETE)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def counts(self, queue: str, now: float, paused: bool) -> QueueCounts:
+        q = self._queue(queue)
+        delayed = sum(1 for run_at, _, j in q.delayed if j.state is W and j.run_at == run_at)
+        c = q.counts
+        return QueueCounts(waiting=c[W], delayed=delayed, active=c[A], completed=c[C],
+                           failed=c[F], cancelled=c[X], paused=paused)
+
+    def query(self, query: JobQuery, jobs: Iterable[Job] | None = None) -> list[Job]:
+        found = [j for j in (self.jobs.values() if jobs is None else jobs) if matches(j, query)]
+        found.sort(key=lambda j: j.id, reverse=query.newest_first)
+        return found[: query.limit]
+
+    def prune(self, rules: Sequence[PruneRule]) -> list[Job]:
+        doomed = [j for j in self.jobs.values()
+                  if j.state in FINAL_STATES and any(_prunes(r, j) for r in rules)]
+        for job in doomed:
+            self.delete(job)
+        return doomed
+
+    def live_jobs(self) -> Iterable[Job]:
+        return self.jobs.values()
+
+
+def matches(job: Job, q: JobQuery) -> bool:
+    if q.queue is not None and job.queue != q.queue:
+        return False
+    if q.states is not None and job.state not in q.states:
+        return False
+    if q.type is not None and job.type != q.type:
+        return False
+    if q.tenant_id is not None and job.tenant_id != q.tenant_id:
+        return False
+    if q.idempotency_key is not None and job.idempotency_key != q.idempotency_key:
+        return False
+    if q.after is not None:
+        return job.id < q.after if q.newest_first else job.id > q.after
+    return True
+
+
+def _prunes(rule: PruneRule, job: Job) -> bool:
+    return (job.queue == rule.queue and job.state is rule.state
+            and (rule.type is None or job.type == rule.type)
+            and job.finished_at is not None and job.finished_at < rule.before)

@@ -1,0 +1,112 @@
+"""`memory://`: the scheduling index alone. Nothing survives the process; for tests, embedding
+and the background tier."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from tickq.engine.job import Job
+from tickq.engine.outcome import Settle
+from tickq.engine.queues import Durability, QueueConfig, QueueCounts
+from tickq.engine.states import JobState
+from tickq.errors import StoreClosedError
+from tickq.storage.base import FetchResult, InsertResult, JobQuery, OpenReport, PruneRule
+from tickq.storage.index import JobIndex
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.on_available: Callable[[str], None] | None = None
+        self._index: JobIndex | None = None
+        self._paused: set[str] = set()
+
+    @property
+    def index(self) -> JobIndex:
+        if self._index is None:
+            raise StoreClosedError("the store is not open")
+        return self._index
+
+    async def open(self, queues: Mapping[str, QueueConfig], now: float) -> OpenReport:
+        if self._index is None:
+            self._index = JobIndex(queues)
+        else:
+            self._index.queues.update(queues)
+        return OpenReport()
+
+    async def close(self) -> None:
+        self._index = None
+
+    async def ping(self) -> bool:
+        return self._index is not None
+
+    async def job_insert_many(self, jobs: Sequence[Job], now: float) -> list[InsertResult]:
+        index = self.index
+        out: list[InsertResult] = []
+        for found, created in index.insert_many(jobs, now):
+            job = found if isinstance(found, Job) else index.get(found)
+            if created:
+                index.schedule(job, now)
+            out.append(InsertResult(job, created))
+        return out
+
+    async def job_get(self, job_id: str) -> Job | None:
+        job = self.index.jobs.get(job_id)
+        return None if job is None else job.copy()
+
+    async def job_fetch_available(self, queue: str, limit: int, now: float,
+                                  lease_s: float) -> FetchResult:
+        claimed, expired = self.index.fetch(queue, limit, now, lease_s)
+        return FetchResult(claimed, expired)
+
+    async def job_settle_many(self, settles: Sequence[Settle]) -> list[Job]:
+        index = self.index
+        done: list[Job] = []
+        for s in settles:
+            job = index.settle(s)
+            if job is not None:
+                done.append(job)
+                if _drop_on_finish(index, job):
+                    index.delete(job)
+        return done
+
+    async def job_heartbeat(self, claims: Sequence[tuple[str, int]], lease_until: float) -> list[str]:
+        return self.index.heartbeat(claims, lease_until)
+
+    async def job_rescue_stuck(self, now: float) -> list[Job]:
+        return self.index.rescue_stuck(now)
+
+    async def job_cancel(self, job_id: str, now: float) -> Job:
+        index = self.index
+        return index.cancel(index.get(job_id), now).copy()
+
+    async def job_retry_failed(self, job_id: str, now: float, max_attempts: int) -> Job:
+        index = self.index
+        return index.retry_failed(index.get(job_id), now, max_attempts).copy()
+
+    async def job_progress(self, job_id: str, token: int, progress: int) -> bool:
+        return self.index.progress(job_id, token, progress)
+
+    async def job_list(self, query: JobQuery) -> list[Job]:
+        return [j.copy() for j in self.index.query(query)]
+
+    async def job_prune(self, rules: Sequence[PruneRule]) -> int:
+        return len(self.index.prune(rules))
+
+    async def queue_counts(self, queue: str, now: float) -> QueueCounts:
+        return self.index.counts(queue, now, queue in self._paused)
+
+    async def queue_set_paused(self, queue: str, paused: bool) -> None:
+        (self._paused.add if paused else self._paused.discard)(queue)
+
+    async def queue_paused(self) -> set[str]:
+        return set(self._paused)
+
+    async def next_run_at(self, queue: str) -> float | None:
+        return self.index.next_run_at(queue)
+
+
+def _drop_on_finish(index: JobIndex, job: Job) -> bool:
+    """Background-tier queues keep nothing once a job has completed (retention 0)."""
+    cfg = index.queues.get(job.queue)
+    return (cfg is not None and cfg.durability is Durability.MEMORY
+            and job.state is JobState.COMPLETED and cfg.completed_retention_s <= 0)

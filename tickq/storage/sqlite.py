@@ -1,0 +1,405 @@
+"""`sqlite:///path`: the embedded default. Scheduling in memory (`JobIndex`), SQLite (WAL) as the
+journal that makes it durable, one process per file.
+
+Reads of live jobs come from memory; finished jobs are dropped from memory once their final state
+is committed and are read back from the file on demand through a second connection (WAL lets it
+read while the writer commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import gc
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import aiosqlite
+
+from tickq.engine.job import Job
+from tickq.engine.outcome import Settle
+from tickq.engine.queues import Durability, QueueConfig, QueueCounts
+from tickq.engine.states import FINAL_STATES, JobState
+from tickq.errors import JobNotFoundError, StoreClosedError, StoreLockedError
+from tickq.storage.base import FetchResult, InsertResult, JobQuery, OpenReport, PruneRule
+from tickq.storage.index import JobIndex, matches
+from tickq.storage.journal import Journal
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("id, queue, type, data, tenant_id, user_id, priority, state, attempts, max_attempts, "
+           "run_at, lease_until, idempotency_key, progress, result, errors, created_at, "
+           "started_at, finished_at, expires_at, callback_url, ordering_key, stalls, key_until")
+
+_STATES = {s.value: s for s in JobState}
+
+
+def job_from_row(r: Sequence[Any]) -> Job:
+    return Job(id=r[0], queue=r[1], type=r[2], data_json=r[3], tenant_id=r[4], user_id=r[5],
+               priority=r[6], state=_STATES[r[7]], attempts=r[8], max_attempts=r[9], run_at=r[10],
+               lease_until=r[11], idempotency_key=r[12], progress=r[13], result_json=r[14],
+               errors_json=r[15], created_at=r[16], started_at=r[17], finished_at=r[18],
+               expires_at=r[19], callback_url=r[20], ordering_key=r[21], stalls=r[22],
+               key_until=r[23])
+
+
+def migrations() -> list[tuple[int, str]]:
+    """The numbered schema scripts, in order."""
+    folder = resources.files("tickq.storage") / "sql" / "sqlite"
+    found = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text()))
+    return sorted(found)
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.on_available: Callable[[str], None] | None = None
+        self._index: JobIndex | None = None
+        self._journal: Journal | None = None
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock_fd: int | None = None
+        self._paused: set[str] = set()
+        self._memory_queues: set[str] = set()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def index(self) -> JobIndex:
+        if self._index is None:
+            raise StoreClosedError("the store is not open")
+        return self._index
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            raise StoreClosedError("the store is not open")
+        return self._journal
+
+    def _lock(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreLockedError(
+                f"{self.path} is in use by process {holder}; one tickq process owns a SQLite "
+                "journal at a time (use PostgreSQL to run several)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    async def open(self, queues: Mapping[str, QueueConfig], now: float) -> OpenReport:
+        if self._index is not None:
+            raise StoreClosedError("the store is already open")
+        self._lock()
+        try:
+            self._writer = await self._connect()
+            await self._migrate(self._writer)
+            self._reader = await self._connect()
+            await self._reader.execute("PRAGMA query_only=1")
+            index = JobIndex(queues)
+            self._memory_queues = {n for n, q in queues.items()
+                                   if q.durability is Durability.MEMORY}
+            loaded, stalled = await self._load(index, now)
+            fsync = {n for n, q in queues.items() if q.durability is Durability.FSYNC}
+            journal = Journal(self._writer, fsync, on_committed=self._committed)
+            journal.start()
+            self._index, self._journal = index, journal
+            index.on_change = self._mark
+            for job in stalled:
+                index.stall(job, now, "process stopped while the job was running")
+            await journal.flush()
+            async with self._reader.execute("SELECT name FROM queue_state WHERE paused=1") as cur:
+                self._paused = {r[0] async for r in cur}
+        except BaseException:
+            await self._close_connections()
+            self._index = self._journal = None
+            self._unlock()
+            raise
+        return OpenReport(stalled=stalled, loaded=loaded)
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        async with conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in migrations():
+            if number > version:
+                await conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+                log.info("schema migrated", extra={"event": "migrated", "version": number})
+
+    async def _load(self, index: JobIndex, now: float) -> tuple[int, list[Job]]:
+        """Rebuild the index from the journal. Returns (live jobs loaded, jobs that were active)."""
+        assert self._reader is not None
+        conn = self._reader
+        stalled: list[Job] = []
+        loaded = 0
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # a million new objects would otherwise trigger many useless collections
+        try:
+            async with conn.execute(
+                    f"SELECT {COLUMNS} FROM jobs WHERE state IN ('waiting','active')") as cur:
+                while rows := await cur.fetchmany(20_000):
+                    for row in rows:
+                        job = job_from_row(row)
+                        if job.queue in self._memory_queues:
+                            continue
+                        index.add_loaded(job, now)
+                        loaded += 1
+                        if job.state is JobState.ACTIVE:
+                            stalled.append(job)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        async with conn.execute(
+                "SELECT queue, state, COUNT(*) FROM jobs WHERE finished_at IS NOT NULL "
+                "GROUP BY queue, state") as cur:
+            async for queue, state, n in cur:
+                if state in _STATES and _STATES[state] in FINAL_STATES:
+                    index.add_final_count(queue, _STATES[state], n)
+        async with conn.execute(
+                "SELECT tenant_id, idempotency_key, id, key_until FROM jobs "
+                "WHERE idempotency_key IS NOT NULL AND state='completed' AND key_until > ?",
+                (now,)) as cur:
+            async for tenant, key, job_id, until in cur:
+                index.add_hold((tenant or "", key), job_id, until)
+        return loaded, stalled
+
+    async def _close_connections(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                try:
+                    await conn.close()
+                except Exception:
+                    log.exception("closing a SQLite connection failed")
+        self._reader = self._writer = None
+
+    async def close(self) -> None:
+        if self._journal is not None:
+            await self._journal.close()
+        await self._close_connections()
+        self._index = self._journal = None
+        self._unlock()
+
+    async def ping(self) -> bool:
+        if self._reader is None or self._journal is None or self._journal.broken is not None:
+            return False
+        try:
+            async with self._reader.execute("SELECT 1") as cur:
+                return (await cur.fetchone()) is not None
+        except Exception:
+            return False
+
+    # --- journal hooks --------------------------------------------------------------------
+
+    def _mark(self, job: Job, op: int) -> None:
+        if job.queue not in self._memory_queues:
+            self.journal.mark(job, op)
+
+    def _committed(self, finished: list[Job]) -> None:
+        index = self._index
+        if index is not None:
+            for job in finished:
+                index.evict(job)
+
+    async def _durable(self) -> None:
+        fut = self.journal.pending
+        if fut is not None:
+            await asyncio.shield(fut)
+
+    def _drop_memory_job(self, job: Job) -> None:
+        """Finished background jobs are not kept: they were never journaled."""
+        cfg = self.index.queues.get(job.queue)
+        if cfg is None or cfg.durability is not Durability.MEMORY:
+            return
+        if job.state is JobState.COMPLETED and cfg.completed_retention_s <= 0:
+            self.index.delete(job)
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    async def job_insert_many(self, jobs: Sequence[Job], now: float) -> list[InsertResult]:
+        index = self.index
+        found = index.insert_many(jobs, now)
+        await self._durable()
+        out: list[InsertResult] = []
+        for holder, created in found:
+            if isinstance(holder, Job):
+                if created:
+                    index.schedule(holder, now)
+                out.append(InsertResult(holder, created))
+            else:
+                existing = await self.job_get(holder)
+                if existing is None:
+                    raise JobNotFoundError(f"job {holder} holding an idempotency key vanished",
+                                           job_id=holder)
+                out.append(InsertResult(existing, False))
+        return out
+
+    async def _read(self, job_id: str) -> Job | None:
+        if self._reader is None:
+            raise StoreClosedError("the store is not open")
+        async with self._reader.execute(f"SELECT {COLUMNS} FROM jobs WHERE id=?", (job_id,)) as c:
+            row = await c.fetchone()
+        return None if row is None else job_from_row(row)
+
+    async def job_get(self, job_id: str) -> Job | None:
+        job = self.index.jobs.get(job_id)
+        if job is not None:
+            return job.copy()
+        return await self._read(job_id)
+
+    async def _get_record(self, job_id: str) -> Job:
+        """The index's record for a job, read back from the file if it was evicted."""
+        index = self.index
+        job = index.jobs.get(job_id)
+        if job is None:
+            job = await self._read(job_id)
+            if job is None:
+                raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+            current = index.jobs.get(job_id)  # it may have come back while we read
+            if current is not None:
+                return current
+            index.jobs[job_id] = job
+        return job
+
+    async def job_fetch_available(self, queue: str, limit: int, now: float,
+                                  lease_s: float) -> FetchResult:
+        claimed, expired = self.index.fetch(queue, limit, now, lease_s)
+        if claimed or expired:
+            await self._durable()
+        return FetchResult(claimed, expired)
+
+    async def job_settle_many(self, settles: Sequence[Settle]) -> list[Job]:
+        index = self.index
+        done = [job for s in settles if (job := index.settle(s)) is not None]
+        await self._durable()
+        for job in done:
+            self._drop_memory_job(job)
+        return done
+
+    async def job_heartbeat(self, claims: Sequence[tuple[str, int]], lease_until: float) -> list[str]:
+        return self.index.heartbeat(claims, lease_until)
+
+    async def job_rescue_stuck(self, now: float) -> list[Job]:
+        rescued = self.index.rescue_stuck(now)
+        if rescued:
+            await self._durable()
+        return rescued
+
+    async def job_cancel(self, job_id: str, now: float) -> Job:
+        record = await self._get_record(job_id)
+        try:
+            job = self.index.cancel(record, now)
+        except Exception:
+            self.index.evict(record)
+            raise
+        await self._durable()
+        return job.copy()
+
+    async def job_retry_failed(self, job_id: str, now: float, max_attempts: int) -> Job:
+        record = await self._get_record(job_id)
+        try:
+            job = self.index.retry_failed(record, now, max_attempts)
+        except Exception:
+            self.index.evict(record)
+            raise
+        await self._durable()
+        return job.copy()
+
+    async def job_progress(self, job_id: str, token: int, progress: int) -> bool:
+        return self.index.progress(job_id, token, progress)
+
+    async def job_list(self, query: JobQuery) -> list[Job]:
+        index = self.index
+        found = {j.id: j for j in index.query(query)}
+        wants_final = query.states is None or bool(query.states & FINAL_STATES)
+        if wants_final and self._reader is not None:
+            where, params = _where(query)
+            order = "DESC" if query.newest_first else "ASC"
+            sql = (f"SELECT {COLUMNS} FROM jobs WHERE {where} ORDER BY id {order} LIMIT ?")
+            async with self._reader.execute(sql, (*params, query.limit)) as cur:
+                for row in await cur.fetchall():
+                    if row[0] not in found and row[0] not in index.jobs:
+                        job = job_from_row(row)
+                        if matches(job, query):
+                            found[job.id] = job
+        jobs = sorted(found.values(), key=lambda j: j.id, reverse=query.newest_first)
+        return [j.copy() for j in jobs[: query.limit]]
+
+    async def job_prune(self, rules: Sequence[PruneRule]) -> int:
+        index = self.index
+        removed = len(index.prune(rules))
+        await self._durable()
+        assert self._writer is not None
+        for rule in rules:
+            sql = "DELETE FROM jobs WHERE queue=? AND state=? AND finished_at < ?"
+            params: list[Any] = [rule.queue, rule.state.value, rule.before]
+            if rule.type is not None:
+                sql += " AND type=?"
+                params.append(rule.type)
+            assert self._reader is not None
+            async with self._reader.execute(sql.replace("DELETE", "SELECT COUNT(*)", 1),
+                                            params) as cur:
+                row = await cur.fetchone()
+            n = int(row[0]) if row else 0
+            if n:
+                await self.journal.execute(sql, params)
+                index.add_final_count(rule.queue, rule.state, -n)
+                removed += n
+        return removed
+
+    # --- queues ---------------------------------------------------------------------------
+
+    async def queue_counts(self, queue: str, now: float) -> QueueCounts:
+        return self.index.counts(queue, now, queue in self._paused)
+
+    async def queue_set_paused(self, queue: str, paused: bool) -> None:
+        await self.journal.execute(
+            "INSERT INTO queue_state (name, paused) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET paused=excluded.paused", (queue, int(paused)))
+        (self._paused.add if paused else self._paused.discard)(queue)
+
+    async def queue_paused(self) -> set[str]:
+        return set(self._paused)
+
+    async def next_run_at(self, queue: str) -> float | None:
+        return self.index.next_run_at(queue)
+
+
+def _where(q: JobQuery) -> tuple[str, list[Any]]:
+    clauses, params = ["1=1"], []
+    for column, value in (("queue", q.queue), ("type", q.type), ("tenant_id", q.tenant_id),
+                          ("idempotency_key", q.idempotency_key)):
+        if value is not None:
+            clauses.append(f"{column}=?")
+            params.append(value)
+    if q.states is not None:
+        clauses.append(f"state IN ({','.join('?' * len(q.states))})")
+        params.extend(s.value for s in q.states)
+    if q.after is not None:
+        clauses.append("id < ?" if q.newest_first else "id > ?")
+        params.append(q.after)
+    return " AND ".join(clauses), params
+
