@@ -38,7 +38,7 @@ __version__ = "0.1.0"
 
 
 @asynccontextmanager
-async def open(url: str = "memory://", **engine_options: Any) -> AsyncIterator[Engine]:  # noqa: A001
+async def open(url: str = "memory://", **engine_options: Any) -> AsyncIterator[Engine]:
     """An engine on the store at `url`, started on entry and shut down gracefully on exit."""
     engine = Engine(open_store(url), **engine_options)
     await engine.start()

@@ -80,6 +80,12 @@ class ConfigError(TickqError):
     code = "config_error"
 
 
+class ListenError(TickqError):
+    """The HTTP server could not bind its address (in use, not permitted, unknown host)."""
+
+    code = "listen_failed"
+
+
 # --- raised by processors -------------------------------------------------------------------
 
 

@@ -56,7 +56,10 @@ def ceiling(attempt: int, policy: BackoffPolicy) -> float:
         # Past this many doublings the cap wins; checking first keeps huge attempts from overflowing.
         if n - 1 >= math.log(policy.cap_s / policy.base_s, policy.factor) + 1:
             return policy.cap_s
-        raw = policy.base_s * policy.factor ** (n - 1)
+        try:
+            raw = policy.base_s * policy.factor ** (n - 1)
+        except OverflowError:  # only reachable with a vanishingly small base
+            return policy.cap_s
     return min(raw, policy.cap_s)
 
 

@@ -1,13 +1,16 @@
 """Running one queue: a feeder that claims jobs in batches and long-lived worker coroutines.
 
-Why this shape: a task and a future per job cost more than the no-op job itself, so each queue
-has `concurrency` worker coroutines that live as long as the engine and take claimed jobs from a
-local buffer, and one feeder that claims many jobs per store round trip. The buffer holds up to
-`prefetch` claimed jobs beyond those running; their leases are renewed like running ones, and a
-shutdown gives them back without spending an attempt.
+Why this shape: a task and a future per job cost more than a no-op job itself, so each queue has
+`concurrency` worker coroutines that live as long as the engine and take claimed jobs from a local
+buffer, and one feeder that claims many jobs per store round trip. The buffer holds up to
+`prefetch` claimed jobs beyond those running, and is topped up while it still has work in it, so
+workers do not sit idle while a claim commits. Buffered jobs' leases are renewed like running
+ones, and a shutdown gives them back without spending an attempt.
 
-A worker runs the processor inline. Cancelling a running job cancels the worker's task while it
-is inside the processor; the worker takes the cancellation back (`uncancel`) and carries on.
+A worker runs the processor inline. Interrupting a run (cancel, timeout, shutdown) cancels the
+worker's task while it is inside the processor; the worker takes the cancellation back
+(`uncancel`) and carries on. Timeouts are enforced by one watchdog per queue with a resolution of
+`WATCHDOG_S`, not by a timer per job: a timer per job cost more than the rest of the dispatch.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 _YIELD_EVERY = 64
 #: the longest a feeder sleeps without looking again (covers wakeups that never come)
 _MAX_IDLE_S = 1.0
+#: how often running jobs are checked against their timeout
+WATCHDOG_S = 0.05
 
 
 class QueueRunner:
@@ -40,6 +45,8 @@ class QueueRunner:
         self.name = cfg.name
         self.concurrency = concurrency
         self.prefetch = prefetch
+        #: claim again once this many slots (running + buffered) are free
+        self._refill_at = max(1, (concurrency + prefetch) // 4)
         self.buffer: deque[Job] = deque()
         self.busy = 0
         self.paused = False
@@ -47,14 +54,16 @@ class QueueRunner:
         self._parked: deque[asyncio.Future[None]] = deque()
         self._wake = asyncio.Event()
         self._feeder: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self.workers: list[asyncio.Task[None]] = []
-        #: job id -> the worker task running it, while inside the processor
-        self.running: dict[str, asyncio.Task[None]] = {}
+        #: job id -> (worker task, deadline on the loop clock) while inside the processor
+        self.running: dict[str, tuple[asyncio.Task[None], float]] = {}
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         self._feeder = asyncio.create_task(self._feed(), name=f"tickq-feed-{self.name}")
+        self._watchdog = asyncio.create_task(self._watch(), name=f"tickq-watch-{self.name}")
         self.workers = [asyncio.create_task(self._work(), name=f"tickq-{self.name}-{i}")
                         for i in range(self.concurrency)]
 
@@ -71,14 +80,25 @@ class QueueRunner:
             self._feeder = None
         unstarted = list(self.buffer)
         self.buffer.clear()
-        self._unpark_all()
-        return unstarted
-
-    def _unpark_all(self) -> None:
         while self._parked:
             fut = self._parked.popleft()
             if not fut.done():
                 fut.set_result(None)
+        return unstarted
+
+    async def stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+            self._watchdog = None
+
+    def interrupt(self, job_id: str) -> bool:
+        """Cancel the run of `job_id` if it is inside its processor here."""
+        entry = self.running.get(job_id)
+        if entry is None:
+            return False
+        entry[0].cancel()
+        return True
 
     def _unpark(self, n: int) -> None:
         while n > 0 and self._parked:
@@ -93,13 +113,14 @@ class QueueRunner:
         engine = self.engine
         store = engine.store
         clock = engine.clock
+        total = self.concurrency + self.prefetch
         while not self.stopping:
             self._wake.clear()
             if self.paused:
                 await self._wake.wait()
                 continue
-            want = self.concurrency + self.prefetch - self.busy - len(self.buffer)
-            if want <= 0:
+            want = total - self.busy - len(self.buffer)
+            if want < self._refill_at and (want <= 0 or self.buffer):
                 await self._wake.wait()
                 continue
             now = clock.now()
@@ -114,12 +135,15 @@ class QueueRunner:
                 engine._on_expired(res.expired, now)
             if res.claimed:
                 engine._on_claimed(res.claimed, now)
+                if self.stopping:
+                    # Stopped while the claim committed: hand them straight back.
+                    engine._release(res.claimed)
+                    return
                 self.buffer.extend(res.claimed)
                 self._unpark(len(res.claimed))
                 if len(res.claimed) == want:
                     continue
-                # Fewer than asked: the queue is drained for now; wait until a worker frees a
-                # slot or a job arrives, rather than spinning on empty fetches.
+            # The queue is drained for now: sleep until a job arrives or a delayed one is due.
             due = await store.next_run_at(self.name)
             sleep = _MAX_IDLE_S if due is None else min(_MAX_IDLE_S, max(0.0, due - clock.now()))
             if sleep > 0 and not self._wake.is_set():
@@ -128,12 +152,26 @@ class QueueRunner:
                 except TimeoutError:
                     pass
 
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        engine = self.engine
+        while True:
+            await asyncio.sleep(WATCHDOG_S)
+            if not self.running:
+                continue
+            now = loop.time()
+            for job_id, (task, deadline) in list(self.running.items()):
+                if deadline <= now and job_id not in engine._interrupts:
+                    engine._interrupts[job_id] = "timeout"
+                    task.cancel()
+
     # --- working --------------------------------------------------------------------------
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         buffer = self.buffer
         since_yield = 0
+        refill_below = self.concurrency + self.prefetch - self._refill_at
         while True:
             if buffer:
                 job = buffer.popleft()
@@ -148,47 +186,47 @@ class QueueRunner:
                 continue
             self.busy += 1
             try:
-                await self._run(job)
+                await self._run(job, loop)
             finally:
                 self.busy -= 1
-            if not buffer:
+            if self.busy + len(buffer) <= refill_below:
                 self._wake.set()
             since_yield += 1
             if since_yield >= _YIELD_EVERY:
                 since_yield = 0
                 await asyncio.sleep(0)
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         engine = self.engine
-        fn = engine._processors.get(job.type)
-        jt = engine.registry.job_type(job.type)
+        fn, timeout_s = engine._runtime(job.type, self.cfg)
         if fn is None:
-            outcome: Outcome = Failure(PermanentError(
-                f"no processor is registered for job type {job.type!r}", code="not_configured"))
-            engine._finish(job, outcome)
+            engine._finish(job, Failure(PermanentError(
+                f"no processor is registered for job type {job.type!r}", code="not_configured")))
             return
         task = asyncio.current_task()
         assert task is not None
-        timeout_s = jt.timeout_s or self.cfg.timeout_s
-        self.running[job.id] = task
+        outcome: Outcome
+        self.running[job.id] = (task, loop.time() + timeout_s)
         try:
-            async with asyncio.timeout(timeout_s):
-                result = await fn(job)
+            result = await fn(job)
             outcome = Success(result)
         except asyncio.CancelledError:
-            reason = engine._interrupt_reason(job.id)
+            reason = engine._interrupts.get(job.id) or ("shutdown" if engine._aborting else None)
             if reason is None:
                 raise
             task.uncancel()
-            outcome = Cancelled() if reason == "cancelled" else Deferred(0.0, reason)
-        except TimeoutError as exc:
-            outcome = Failure(JobTimeoutError(f"exceeded {timeout_s:g}s", job_id=job.id)
-                              if not str(exc) else exc, timed_out=True)
+            if reason == "timeout":
+                outcome = Failure(JobTimeoutError(f"exceeded {timeout_s:g}s", job_id=job.id),
+                                  timed_out=True)
+            elif reason == "cancelled":
+                outcome = Cancelled()
+            else:
+                outcome = Deferred(0.0, reason)
         except Exception as exc:
             outcome = Failure(exc)
         finally:
-            self.running.pop(job.id, None)
-        if task.cancelling() and engine._interrupt_reason(job.id) is not None:
-            # The processor swallowed a cancellation; the run still ended with its outcome.
+            del self.running[job.id]
+        if task.cancelling() and job.id in engine._interrupts:
+            # The processor swallowed the cancellation; the run still ended with its outcome.
             task.uncancel()
         engine._finish(job, outcome)

@@ -19,13 +19,14 @@ from typing import Any, TypeVar
 import orjson
 
 from tickq.clock import Clock, SystemClock
+from tickq.engine.backoff import BackoffPolicy
 from tickq.engine.dispatcher import QueueRunner
 from tickq.engine.events import EventBus, EventKind
 from tickq.engine.ids import IdGenerator
 from tickq.engine.job import Job
 from tickq.engine.jobtypes import BUILTIN_TYPES
 from tickq.engine.outcome import Outcome, Settle, SettleKind, decide
-from tickq.engine.queues import QueueCounts
+from tickq.engine.queues import QueueConfig, QueueCounts
 from tickq.engine.registry import JobType, Registry
 from tickq.engine.states import FINAL_STATES, JobState
 from tickq.errors import (
@@ -36,7 +37,7 @@ from tickq.errors import (
     TickqError,
     ValidationError,
 )
-from tickq.storage.base import JobQuery, Store
+from tickq.storage.base import JobQuery, PruneRule, Store
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class Engine:
                  concurrency: dict[str, int] | None = None,
                  prefetch: dict[str, int] | None = None,
                  shutdown_grace_s: float = 30.0, maintenance_interval_s: float = 1.0,
-                 settle_batch: int = 4096) -> None:
+                 retention_interval_s: float = 300.0, settle_batch: int = 4096) -> None:
         self.store = store
         self.registry = registry or Registry(types=BUILTIN_TYPES)
         self.clock: Clock = clock or SystemClock()
@@ -98,11 +99,15 @@ class Engine:
         self.events = EventBus()
         self.shutdown_grace_s = shutdown_grace_s
         self.maintenance_interval_s = maintenance_interval_s
+        self.retention_interval_s = retention_interval_s
+        self._last_prune = -math.inf
         self._concurrency = dict(concurrency or {})
         self._prefetch = dict(prefetch or {})
         self._settle_batch = settle_batch
         self._ids = IdGenerator()
         self._processors: dict[str, Processor] = {}
+        #: job type -> (processor, timeout, backoff, key TTL), looked up once per type
+        self._runtimes: dict[str, _Runtime] = {}
         self._runners: dict[str, QueueRunner] = {}
         #: job id -> claim token for every job this engine has claimed and not yet settled
         self._claims: dict[str, int] = {}
@@ -138,6 +143,7 @@ class Engine:
         else:
             name = self.registry.job_type(job_type).name
         self._processors[name] = _as_async(fn)
+        self._runtimes.clear()
 
     def processor(self, type_name: str, *, queue: str | None = None, **options: Any
                   ) -> Callable[[P], P]:
@@ -163,10 +169,10 @@ class Engine:
             return
         if self._stopped:
             raise StoreClosedError("an engine cannot be started again after it stopped")
-        self._started = True
         now = self.clock.now()
         queues = {q.name: q for q in self.registry.queues}
         report = await self.store.open(queues, now)
+        self._started = True
         for job in report.stalled:
             self.stats["stalled"] += 1
             self.events.emit(EventKind.STALLED, job, now, "process restarted")
@@ -195,12 +201,8 @@ class Engine:
             await self.store.close()
             return
         grace = self.shutdown_grace_s if grace_s is None else grace_s
-        now = self.clock.now()
         for runner in self._runners.values():
-            for job in await runner.stop_feeding():
-                self._finish_settle(Settle(job_id=job.id, token=job.claim_token, at=now,
-                                           kind=SettleKind.SNOOZE, run_at=job.run_at,
-                                           reason="shutdown"), job)
+            self._release(await runner.stop_feeding())
         workers = [t for r in self._runners.values() for t in r.workers]
         if workers:
             _, pending = await asyncio.wait(workers, timeout=max(0.0, grace))
@@ -211,13 +213,14 @@ class Engine:
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
+        for runner in self._runners.values():
+            await runner.stop_watchdog()
         # Interrupted runs recorded their snooze; write everything out before closing.
         await self._flush_settles()
-        for task in (self._settler, self._maintenance):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (self._settler, self._maintenance) if t),
-                             return_exceptions=True)
+        side_tasks = [t for t in (self._settler, self._maintenance) if t is not None]
+        for side in side_tasks:
+            side.cancel()
+        await asyncio.gather(*side_tasks, return_exceptions=True)
         await self._flush_settles()
         await self.store.close()
         for futs in self._waiters.values():
@@ -247,21 +250,24 @@ class Engine:
         data = reg.validate_data(jt, spec.data)
         priority = jt.priority if spec.priority is None else reg.validate_priority(spec.priority)
         if spec.run_at is not None:
-            if not math.isfinite(spec.run_at):
+            if not _is_number(spec.run_at) or not math.isfinite(spec.run_at):
                 raise ValidationError("run_at must be a finite time", code="invalid_run_at",
                                       field="run_at")
             run_at = max(now, spec.run_at)
         else:
-            if not math.isfinite(spec.delay_s) or spec.delay_s < 0:
+            if (not _is_number(spec.delay_s) or not math.isfinite(spec.delay_s)
+                    or spec.delay_s < 0):
                 raise ValidationError(f"delay must be >= 0 seconds, got {spec.delay_s!r}",
                                       code="invalid_delay", field="delay")
             run_at = now + spec.delay_s
         max_attempts = spec.max_attempts or jt.max_attempts or cfg.max_attempts
-        if spec.max_attempts is not None and not 1 <= spec.max_attempts <= 100:
+        if spec.max_attempts is not None and not (
+                isinstance(spec.max_attempts, int) and not isinstance(spec.max_attempts, bool)
+                and 1 <= spec.max_attempts <= 100):
             raise ValidationError("max_attempts must be 1..100", code="invalid_max_attempts",
                                   field="max_attempts")
         expires_in = cfg.expiry_s if spec.expires_in_s is None else spec.expires_in_s
-        if not expires_in > 0:
+        if not _is_number(expires_in) or not expires_in > 0:
             raise ValidationError("expires_in must be > 0 seconds", code="invalid_expiry",
                                   field="expires_in")
         key = spec.idempotency_key
@@ -367,10 +373,9 @@ class Engine:
             return job
         # Active: interrupt it if it runs here. Elsewhere (another node) it finishes its attempt.
         runner = self._runners.get(job.queue)
-        task = runner.running.get(job.id) if runner else None
-        if task is not None:
+        if runner is not None and job.id in runner.running:
             self._interrupts[job.id] = "cancelled"
-            task.cancel()
+            runner.interrupt(job.id)
         elif runner is not None and job.id in self._claims:
             for buffered in list(runner.buffer):
                 if buffered.id == job.id:
@@ -441,20 +446,32 @@ class Engine:
             self.events.emit(EventKind.EXPIRED, job, now, "expired")
             self._resolve(job)
 
-    def _interrupt_reason(self, job_id: str) -> str | None:
-        reason = self._interrupts.get(job_id)
-        if reason is None and self._aborting:
-            return "shutdown"
-        return reason
+    def _runtime(self, type_name: str, cfg: QueueConfig) -> tuple[Processor | None, float]:
+        rt = self._runtimes.get(type_name)
+        if rt is None:
+            rt = self._runtimes[type_name] = self._make_runtime(type_name)
+        return rt.fn, rt.timeout_s
+
+    def _make_runtime(self, type_name: str) -> _Runtime:
+        jt = self.registry.job_type(type_name)
+        cfg = self.registry.queue(jt.queue)
+        return _Runtime(self._processors.get(type_name), jt.timeout_s or cfg.timeout_s,
+                        jt.backoff or cfg.backoff, jt.key_ttl_s)
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         """Turn the end of a run into its store write (queued for the settler)."""
-        jt = self.registry.job_type(job.type)
-        cfg = self.registry.queue(job.queue)
-        settle = decide(outcome, job, self.clock.now(),
-                        max_attempts=job.max_attempts,
-                        policy=jt.backoff or cfg.backoff, key_ttl_s=jt.key_ttl_s, rng=self.rng)
+        rt = self._runtimes.get(job.type) or self._make_runtime(job.type)
+        settle = decide(outcome, job, self.clock.now(), max_attempts=job.max_attempts,
+                        policy=rt.policy, key_ttl_s=rt.key_ttl_s, rng=self.rng)
         self._finish_settle(settle, job)
+
+    def _release(self, jobs: Sequence[Job]) -> None:
+        """Give claimed jobs that never started back to waiting, attempt refunded."""
+        now = self.clock.now()
+        for job in jobs:
+            self._finish_settle(Settle(job_id=job.id, token=job.claim_token, at=now,
+                                       kind=SettleKind.SNOOZE, run_at=job.run_at,
+                                       reason="shutdown"), job)
 
     def _finish_settle(self, settle: Settle, job: Job) -> None:
         self._interrupts.pop(job.id, None)
@@ -548,6 +565,11 @@ class Engine:
             except Exception:
                 log.exception("lease maintenance failed", extra={"event": "maintenance_failed"})
 
+    def retention_rules(self, now: float) -> list[PruneRule]:
+        """What retention removes at `now`: per job type, completed jobs past the type's (or its
+        queue's) retention, failed and cancelled ones past the queue's."""
+        return _prune_rules(self.registry, now)
+
     async def tick_maintenance(self) -> None:
         now = self.clock.now()
         if self._claims:
@@ -556,6 +578,12 @@ class Engine:
             for job_id in lost:
                 # Someone else settled or rescued it; a late write from us would be dropped anyway.
                 self._claims.pop(job_id, None)
+        if now - self._last_prune >= self.retention_interval_s:
+            self._last_prune = now
+            removed = await self.store.job_prune(self.retention_rules(now))
+            if removed:
+                log.info("finished jobs past retention removed",
+                         extra={"event": "pruned", "count": removed})
         rescued = await self.store.job_rescue_stuck(now)
         for job in rescued:
             self.stats["stalled"] += 1
@@ -567,6 +595,31 @@ class Engine:
                 runner = self._runners.get(job.queue)
                 if runner is not None:
                     runner.wake()
+
+
+@dataclass(slots=True, frozen=True)
+class _Runtime:
+    fn: Processor | None
+    timeout_s: float
+    policy: BackoffPolicy
+    key_ttl_s: float
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _prune_rules(registry: Registry, now: float) -> list[PruneRule]:
+    rules = []
+    for jt in registry.types:
+        cfg = registry.queue(jt.queue)
+        kept = cfg.completed_retention_s if jt.retention_s is None else jt.retention_s
+        rules.append(PruneRule(queue=jt.queue, type=jt.name, state=JobState.COMPLETED,
+                               before=now - kept))
+        for state in (JobState.FAILED, JobState.CANCELLED):
+            rules.append(PruneRule(queue=jt.queue, type=jt.name, state=state,
+                                   before=now - cfg.failed_retention_s))
+    return rules
 
 
 def _as_async(fn: Callable[[Job], Any]) -> Processor:

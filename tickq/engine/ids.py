@@ -1,7 +1,10 @@
-"""Job ids: 26-character ULIDs (Crockford base32), monotonic within one process.
+"""Job ids: UUIDv7 (RFC 9562), monotonic within one process.
 
 Sortable by creation time, so "then by id" in the dispatch order is "then by age", and a B-tree on
-the id column appends instead of splitting pages at random.
+the id column appends instead of splitting pages at random. Within one millisecond the 74 random
+bits count up from a random start (RFC 9562 method 3), so ids made in a burst stay in order.
+A UUID rather than a ULID: PostgreSQL stores it natively in 16 bytes, and hex formatting is done
+in C, which matters at tens of thousands of ids a second.
 """
 
 from __future__ import annotations
@@ -9,35 +12,31 @@ from __future__ import annotations
 import os
 import time
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_RANDOM_BITS = 80
-_RANDOM_MASK = (1 << _RANDOM_BITS) - 1
-
-
-def _encode(value: int) -> str:
-    out = []
-    for _ in range(26):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+_COUNTER_BITS = 74
+_COUNTER_MASK = (1 << _COUNTER_BITS) - 1
+_RAND_B_MASK = (1 << 62) - 1
+_VERSION = 7 << 76
+_VARIANT = 2 << 62
 
 
 class IdGenerator:
-    """Monotonic ULIDs: within one millisecond the random part counts up instead of re-drawing."""
-
-    __slots__ = ("_last_ms", "_last_rand")
+    __slots__ = ("_counter", "_last_ms")
 
     def __init__(self) -> None:
         self._last_ms = -1
-        self._last_rand = 0
+        self._counter = 0
 
     def new(self, now: float | None = None) -> str:
         ms = int((time.time() if now is None else now) * 1000)
         if ms <= self._last_ms:
             ms = self._last_ms
-            self._last_rand = (self._last_rand + 1) & _RANDOM_MASK
+            self._counter = (self._counter + 1) & _COUNTER_MASK
         else:
             self._last_ms = ms
-            # Keep the top bit clear so a millisecond's worth of increments cannot wrap.
-            self._last_rand = int.from_bytes(os.urandom(10), "big") >> 1
-        return _encode((ms << _RANDOM_BITS) | self._last_rand)
+            # Start in the lower half so a millisecond's increments cannot wrap.
+            self._counter = int.from_bytes(os.urandom(10), "big") >> 7
+        c = self._counter
+        value = ((ms & 0xFFFFFFFFFFFF) << 80) | _VERSION | ((c >> 62) << 64) | _VARIANT | (
+            c & _RAND_B_MASK)
+        h = f"{value:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -39,10 +39,32 @@ class Job:
     """A job and everything known about it. See DESIGN.md "Jobs" for the field meanings."""
 
     __slots__ = (
-        "id", "queue", "type", "data_json", "tenant_id", "user_id", "priority", "state",
-        "attempts", "max_attempts", "run_at", "lease_until", "idempotency_key", "progress",
-        "result_json", "errors_json", "created_at", "started_at", "finished_at", "expires_at",
-        "callback_url", "ordering_key", "stalls", "claim_token", "key_until", "_seq",
+        "_seq",
+        "attempts",
+        "callback_url",
+        "claim_token",
+        "created_at",
+        "data_json",
+        "errors_json",
+        "expires_at",
+        "finished_at",
+        "id",
+        "idempotency_key",
+        "key_until",
+        "lease_until",
+        "max_attempts",
+        "ordering_key",
+        "priority",
+        "progress",
+        "queue",
+        "result_json",
+        "run_at",
+        "stalls",
+        "started_at",
+        "state",
+        "tenant_id",
+        "type",
+        "user_id",
     )
 
     id: str
@@ -136,6 +158,17 @@ class Job:
             return []
         return [ErrorEntry(**e) for e in orjson.loads(self.errors_json)]
 
+    @property
+    def needs_reconcile(self) -> bool:
+        """True when the previous attempt ended without a known outcome (its process died, its
+        lease expired, or it timed out): it may have had its effect at the provider, so this
+        attempt must look that up before acting again."""
+        if not self.errors_json or self.attempts < 1:
+            return False
+        last = orjson.loads(self.errors_json)[-1]
+        return bool(last.get("code") in ("stalled", "timeout")
+                    and last.get("attempt") == self.attempts - 1)
+
     def is_delayed(self, now: float) -> bool:
         return self.state is JobState.WAITING and self.run_at > now
 
@@ -159,6 +192,7 @@ class Job:
             "started_at": self.started_at, "finished_at": self.finished_at,
             "expires_at": self.expires_at, "callback_url": self.callback_url,
             "ordering_key": self.ordering_key, "stalls": self.stalls,
+            "needs_reconcile": self.needs_reconcile,
         }
 
     def __repr__(self) -> str:

@@ -18,7 +18,7 @@ import orjson
 from tickq.engine import backoff
 from tickq.engine.backoff import BackoffPolicy
 from tickq.engine.job import ErrorEntry, Job
-from tickq.errors import CircuitOpen, PermanentError, ProcessorError, RateLimited
+from tickq.errors import CircuitOpen, PermanentError, ProcessorError, RateLimited, TickqError
 
 
 class SettleKind(StrEnum):
@@ -81,7 +81,8 @@ def error_entry(job: Job, exc: BaseException, now: float, timed_out: bool = Fals
     message = str(exc) or exc.__class__.__name__
     if timed_out:
         message = f"timed out: {message}" if str(exc) else "timed out"
-    code = exc.code if isinstance(exc, ProcessorError) else None
+    code = "timeout" if timed_out else (
+        exc.code if isinstance(exc, ProcessorError | TickqError) else None)
     return ErrorEntry(attempt=job.attempts, type=exc.__class__.__name__, message=message[:2000],
                       at=now, code=code)
 

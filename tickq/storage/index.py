@@ -27,8 +27,9 @@ W, A, C, F, X = (JobState.WAITING, JobState.ACTIVE, JobState.COMPLETED, JobState
                  JobState.CANCELLED)
 INF: Final = math.inf
 
-#: journal operations reported through `on_change`
-OP_INSERT, OP_UPDATE, OP_DELETE = 0, 1, 2
+#: journal operations reported through `on_change`. A claim and a completion change only a few
+#: columns each; the journal writes those alone unless the job changed in other ways too.
+OP_INSERT, OP_UPDATE, OP_DELETE, OP_CLAIM, OP_COMPLETE = 0, 1, 2, 3, 4
 
 ReadyEntry = tuple[int, float, str, Job]
 DelayedEntry = tuple[float, str, Job]
@@ -52,7 +53,7 @@ def hold_key(job: Job) -> HoldKey | None:
 
 
 class _Queue:
-    __slots__ = ("ready", "delayed", "counts")
+    __slots__ = ("counts", "delayed", "ready")
 
     def __init__(self) -> None:
         self.ready: list[ReadyEntry] = []
@@ -179,7 +180,7 @@ class JobIndex:
             job.claim_token = self._token
             job.lease_until = lease_until
             job.started_at = now
-            self._changed(job)
+            self._changed(job, OP_CLAIM)
             claimed.append(job)
         return claimed, expired
 
@@ -212,14 +213,16 @@ class JobIndex:
             return None
         kind = s.kind
         job.lease_until = None
+        op = OP_UPDATE
         if kind is SettleKind.COMPLETE:
+            op = OP_COMPLETE
             self._move(job, C)
             job.finished_at = s.at
             job.result_json = s.result_json
             job.progress = 100
-            job.key_until = s.key_until
             key = hold_key(job)
             if key is not None:
+                job.key_until = s.key_until
                 hold = self.holds.get(key)
                 if hold is not None and hold.job_id == job.id:
                     hold.until = s.key_until if s.key_until is not None else s.at
@@ -241,7 +244,7 @@ class JobIndex:
             self._move(job, X)
             job.finished_at = s.at
             self._release_hold(job)
-        self._changed(job)
+        self._changed(job, op)
         return job
 
     def heartbeat(self, claims: Iterable[tuple[str, int]], lease_until: float) -> list[str]:
@@ -301,7 +304,10 @@ class JobIndex:
         return job
 
     def retry_failed(self, job: Job, now: float, max_attempts: int) -> Job:
-        check_transition(job.state, W, job.id)
+        if job.state is not F:  # active -> waiting is a legal move, but not a dead-letter retry
+            raise IllegalTransitionError(
+                f"job {job.id} is {job.state.value}; only a failed job can be retried",
+                job_id=job.id)
         key = hold_key(job)
         if key is not None:
             hold = self.holds.get(key)
@@ -346,7 +352,8 @@ class JobIndex:
 
     def counts(self, queue: str, now: float, paused: bool) -> QueueCounts:
         q = self._queue(queue)
-        delayed = sum(1 for run_at, _, j in q.delayed if j.state is W and j.run_at == run_at)
+        delayed = sum(1 for run_at, _, j in q.delayed
+                      if run_at > now and j.state is W and j.run_at == run_at)
         c = q.counts
         return QueueCounts(waiting=c[W], delayed=delayed, active=c[A], completed=c[C],
                            failed=c[F], cancelled=c[X], paused=paused)

@@ -7,21 +7,29 @@ not return before their change is durable await that future; those that need not
 
 A batch that holds a money-tier job commits with `synchronous=FULL` (the WAL is fsynced before the
 commit returns); other batches use NORMAL, which survives a process crash but not a power loss.
+
+The rows are written on the event loop's thread and only the COMMIT (where the fsync happens, with
+the GIL released) runs on a worker thread. Measured here, running `executemany` on a worker thread
+while the loop is busy managed about 2,500 rows/s: the sqlite3 module releases the GIL around every
+row's step and then waits up to the interpreter's switch interval to get it back. On the loop's
+thread the same batches ran at about 160,000 rows/s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import aiosqlite
 
 from tickq.engine.job import Job
 from tickq.engine.states import FINAL_STATES
 from tickq.errors import StoreClosedError, TickqError
-from tickq.storage.index import OP_DELETE, OP_INSERT
+from tickq.engine.states import JobState
+from tickq.storage.index import OP_CLAIM, OP_COMPLETE, OP_DELETE, OP_INSERT, OP_UPDATE
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,15 @@ INSERT_SQL = (
     "started_at, finished_at, expires_at, callback_url, ordering_key, stalls, key_until) "
     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+#: a job as enqueued: the columns a fresh waiting job has; the rest keep their defaults (NULL/0)
+INSERT_NEW_SQL = (
+    "INSERT INTO jobs (id, queue, type, data, tenant_id, user_id, priority, state, attempts, "
+    "max_attempts, run_at, idempotency_key, created_at, expires_at, callback_url, ordering_key) "
+    "VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?,?,?,?)"
+)
+CLAIM_SQL = "UPDATE jobs SET state=?, attempts=?, lease_until=?, started_at=? WHERE id=?"
+COMPLETE_SQL = ("UPDATE jobs SET state='completed', lease_until=NULL, progress=100, result=?, "
+                "finished_at=?, key_until=? WHERE id=?")
 UPDATE_SQL = (
     "UPDATE jobs SET state=?, attempts=?, max_attempts=?, run_at=?, lease_until=?, progress=?, "
     "result=?, errors=?, started_at=?, finished_at=?, stalls=?, key_until=? WHERE id=?"
@@ -45,6 +62,25 @@ def insert_row(j: Job) -> tuple[Any, ...]:
             j.callback_url, j.ordering_key, j.stalls, j.key_until)
 
 
+def insert_new_row(j: Job) -> tuple[Any, ...]:
+    return (j.id, j.queue, j.type, j.data_json, j.tenant_id, j.user_id, j.priority, "waiting",
+            j.max_attempts, j.run_at, j.idempotency_key, j.created_at, j.expires_at,
+            j.callback_url, j.ordering_key)
+
+
+def is_new(j: Job) -> bool:
+    return j.state is JobState.WAITING and j.attempts == 0 and j.errors_json is None and (
+        j.stalls == 0)
+
+
+def claim_row(j: Job) -> tuple[Any, ...]:
+    return (j.state.value, j.attempts, j.lease_until, j.started_at, j.id)
+
+
+def complete_row(j: Job) -> tuple[Any, ...]:
+    return (j.result_json, j.finished_at, j.key_until, j.id)
+
+
 def update_row(j: Job) -> tuple[Any, ...]:
     return (j.state.value, j.attempts, j.max_attempts, j.run_at, j.lease_until, j.progress,
             j.result_json, j.errors_json, j.started_at, j.finished_at, j.stalls, j.key_until, j.id)
@@ -55,12 +91,13 @@ class JournalBrokenError(TickqError):
 
 
 class Journal:
-    def __init__(self, conn: aiosqlite.Connection, fsync_queues: set[str], *,
+    def __init__(self, conn: sqlite3.Connection, fsync_queues: set[str], *,
                  on_committed: Callable[[list[Job]], None] | None = None) -> None:
         self._conn = conn
         self._fsync_queues = fsync_queues
         self._on_committed = on_committed
-        #: job id -> (job, op); an insert stays an insert however often the job changes after it
+        #: job id -> (job, op); an insert stays an insert however often the job changes after it,
+        #: and a claim followed by any other change becomes a full update
         self._dirty: dict[str, tuple[Job, int]] = {}
         self._fsync = False
         self._extra: list[tuple[str, Sequence[Any]]] = []
@@ -68,6 +105,7 @@ class Journal:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sync_full: bool | None = None
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="tickq-commit")
         self.broken: BaseException | None = None
         self.closed = False
         #: commits so far and the jobs they carried, for metrics and benchmarks
@@ -88,7 +126,9 @@ class Journal:
                 del self._dirty[jid]
             else:
                 self._dirty[jid] = (job, OP_DELETE)
-        # an update after an insert or update: the row is built from the job at flush time
+        elif prev[1] != OP_INSERT and prev[1] != op:
+            self._dirty[jid] = (job, OP_UPDATE)
+        # otherwise the row is built from the job's latest state at flush time
         if job.queue in self._fsync_queues:
             self._fsync = True
         self._wake.set()
@@ -124,14 +164,13 @@ class Journal:
     async def close(self) -> None:
         if self._task is None:
             return
-        try:
+        with contextlib.suppress(TickqError):
             await self.flush()
-        except TickqError:
-            pass
         self.closed = True
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
+        self._committer.shutdown(wait=True)
 
     async def _run(self) -> None:
         while True:
@@ -143,18 +182,26 @@ class Journal:
             extra, self._extra = self._extra, []
             fsync, self._fsync = self._fsync, False
             fut, self._batch = self._batch, asyncio.get_running_loop().create_future()
-            inserts: list[tuple[Any, ...]] = []
-            updates: list[tuple[Any, ...]] = []
-            deletes: list[tuple[str]] = []
+            rows: dict[str, list[tuple[Any, ...]]] = {
+                INSERT_NEW_SQL: [], INSERT_SQL: [], CLAIM_SQL: [], COMPLETE_SQL: [],
+                UPDATE_SQL: [], DELETE_SQL: []}
+            new, full, claims, completes, updates, deletes = rows.values()
             for job, op in dirty.values():
-                if op == OP_INSERT:
-                    inserts.append(insert_row(job))
+                if op == OP_CLAIM:
+                    claims.append(claim_row(job))
+                elif op == OP_COMPLETE:
+                    completes.append(complete_row(job))
+                elif op == OP_INSERT:
+                    if is_new(job):
+                        new.append(insert_new_row(job))
+                    else:
+                        full.append(insert_row(job))
                 elif op == OP_DELETE:
                     deletes.append((job.id,))
                 else:
                     updates.append(update_row(job))
             try:
-                await self._commit(fsync, inserts, updates, deletes, extra)
+                await self._commit(fsync, rows, extra)
             except asyncio.CancelledError:
                 fut.cancel()
                 raise
@@ -174,23 +221,22 @@ class Journal:
                 self._on_committed([j for j, op in dirty.values()
                                     if op != OP_DELETE and j.state in FINAL_STATES])
 
-    async def _commit(self, fsync: bool, inserts: list[tuple[Any, ...]],
-                      updates: list[tuple[Any, ...]], deletes: list[tuple[str]],
+    async def _commit(self, fsync: bool, rows: dict[str, list[tuple[Any, ...]]],
                       extra: list[tuple[str, Sequence[Any]]]) -> None:
         conn = self._conn
         if self._sync_full is not fsync:
-            await conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._sync_full = fsync
+        conn.execute("BEGIN")
         try:
-            if inserts:
-                await conn.executemany(INSERT_SQL, inserts)
-            if updates:
-                await conn.executemany(UPDATE_SQL, updates)
-            if deletes:
-                await conn.executemany(DELETE_SQL, deletes)
+            for sql, batch in rows.items():
+                if batch:
+                    conn.executemany(sql, batch)
             for sql, params in extra:
-                await conn.execute(sql, params)
-            await conn.commit()
+                conn.execute(sql, params)
+            await asyncio.get_running_loop().run_in_executor(self._committer, conn.execute,
+                                                             "COMMIT")
         except BaseException:
-            await conn.rollback()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise

@@ -13,6 +13,7 @@ import fcntl
 import gc
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -63,7 +64,7 @@ class SqliteStore:
         self.on_available: Callable[[str], None] | None = None
         self._index: JobIndex | None = None
         self._journal: Journal | None = None
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock_fd: int | None = None
         self._paused: set[str] = set()
@@ -105,6 +106,15 @@ class SqliteStore:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def _connect_writer(self) -> sqlite3.Connection:
+        # isolation_level=None: the journal issues BEGIN/COMMIT itself. check_same_thread=False:
+        # the COMMIT runs on the journal's commit thread, never concurrently with other use.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
+
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path)
         await conn.execute("PRAGMA journal_mode=WAL")
@@ -116,8 +126,8 @@ class SqliteStore:
             raise StoreClosedError("the store is already open")
         self._lock()
         try:
-            self._writer = await self._connect()
-            await self._migrate(self._writer)
+            self._writer = self._connect_writer()
+            self._migrate(self._writer)
             self._reader = await self._connect()
             await self._reader.execute("PRAGMA query_only=1")
             index = JobIndex(queues)
@@ -141,13 +151,12 @@ class SqliteStore:
             raise
         return OpenReport(stalled=stalled, loaded=loaded)
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        async with conn.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("PRAGMA user_version").fetchone()
         version = int(row[0]) if row else 0
         for number, script in migrations():
             if number > version:
-                await conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+                conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
                 log.info("schema migrated", extra={"event": "migrated", "version": number})
 
     async def _load(self, index: JobIndex, now: float) -> tuple[int, list[Job]]:
@@ -160,7 +169,7 @@ class SqliteStore:
         gc.disable()  # a million new objects would otherwise trigger many useless collections
         try:
             async with conn.execute(
-                    f"SELECT {COLUMNS} FROM jobs WHERE state IN ('waiting','active')") as cur:
+                    f"SELECT {COLUMNS} FROM jobs WHERE finished_at IS NULL") as cur:
                 while rows := await cur.fetchmany(20_000):
                     for row in rows:
                         job = job_from_row(row)
@@ -181,19 +190,20 @@ class SqliteStore:
                     index.add_final_count(queue, _STATES[state], n)
         async with conn.execute(
                 "SELECT tenant_id, idempotency_key, id, key_until FROM jobs "
-                "WHERE idempotency_key IS NOT NULL AND state='completed' AND key_until > ?",
+                "WHERE key_until > ? AND idempotency_key IS NOT NULL AND state='completed'",
                 (now,)) as cur:
             async for tenant, key, job_id, until in cur:
                 index.add_hold((tenant or "", key), job_id, until)
         return loaded, stalled
 
     async def _close_connections(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                try:
-                    await conn.close()
-                except Exception:
-                    log.exception("closing a SQLite connection failed")
+        try:
+            if self._reader is not None:
+                await self._reader.close()
+            if self._writer is not None:
+                self._writer.close()
+        except Exception:
+            log.exception("closing a SQLite connection failed")
         self._reader = self._writer = None
 
     async def close(self) -> None:
@@ -242,12 +252,17 @@ class SqliteStore:
     async def job_insert_many(self, jobs: Sequence[Job], now: float) -> list[InsertResult]:
         index = self.index
         found = index.insert_many(jobs, now)
+        # Scheduled before the commit on purpose: a job claimed before its insert is committed
+        # is written once (as an insert of the active row), and the claim still waits for that
+        # commit before the job runs, so nothing runs that is not durable.
+        for holder, created in found:
+            if created:
+                assert isinstance(holder, Job)
+                index.schedule(holder, now)
         await self._durable()
         out: list[InsertResult] = []
         for holder, created in found:
             if isinstance(holder, Job):
-                if created:
-                    index.schedule(holder, now)
                 out.append(InsertResult(holder, created))
             else:
                 existing = await self.job_get(holder)
@@ -309,21 +324,25 @@ class SqliteStore:
         return rescued
 
     async def job_cancel(self, job_id: str, now: float) -> Job:
+        read_back = job_id not in self.index.jobs
         record = await self._get_record(job_id)
         try:
             job = self.index.cancel(record, now)
         except Exception:
-            self.index.evict(record)
+            if read_back:  # a record kept in memory (memory tier: it has no row) stays there
+                self.index.evict(record)
             raise
         await self._durable()
         return job.copy()
 
     async def job_retry_failed(self, job_id: str, now: float, max_attempts: int) -> Job:
+        read_back = job_id not in self.index.jobs
         record = await self._get_record(job_id)
         try:
             job = self.index.retry_failed(record, now, max_attempts)
         except Exception:
-            self.index.evict(record)
+            if read_back:  # a record kept in memory (memory tier: it has no row) stays there
+                self.index.evict(record)
             raise
         await self._durable()
         return job.copy()
@@ -365,6 +384,14 @@ class SqliteStore:
                 row = await cur.fetchone()
             n = int(row[0]) if row else 0
             if n:
+                # Evicted rows may still hold an idempotency key; release it with the row.
+                keyed = (sql.replace("DELETE", "SELECT tenant_id, idempotency_key, id", 1)
+                         + " AND idempotency_key IS NOT NULL")
+                async with self._reader.execute(keyed, params) as cur:
+                    async for tenant, key, job_id in cur:
+                        hold = index.holds.get((tenant or "", key))
+                        if hold is not None and hold.job_id == job_id:
+                            del index.holds[(tenant or "", key)]
                 await self.journal.execute(sql, params)
                 index.add_final_count(rule.queue, rule.state, -n)
                 removed += n

@@ -27,15 +27,18 @@ CREATE TABLE jobs (
     key_until       REAL
 );
 
+-- Indexes are chosen so that a claim (waiting -> active), the most frequent write after the insert,
+-- touches none of them: it changes state, attempts, lease_until and started_at only.
+-- finished_at IS NULL exactly while a job is waiting or active.
+
 -- What a restart loads: the live jobs only, however many finished ones the file keeps.
-CREATE INDEX jobs_live ON jobs (state) WHERE state IN ('waiting', 'active');
+CREATE INDEX jobs_live ON jobs (queue) WHERE finished_at IS NULL;
 
 -- Retention and listings of finished jobs.
-CREATE INDEX jobs_finished ON jobs (queue, state, finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX jobs_finished ON jobs (queue, finished_at) WHERE finished_at IS NOT NULL;
 
--- Completed jobs keep their idempotency key until key_until.
-CREATE INDEX jobs_key_hold ON jobs (key_until)
-    WHERE idempotency_key IS NOT NULL AND state = 'completed';
+-- Completed jobs with an idempotency key hold it until key_until.
+CREATE INDEX jobs_key_hold ON jobs (key_until) WHERE key_until IS NOT NULL;
 
 CREATE TABLE queue_state (
     name   TEXT PRIMARY KEY,

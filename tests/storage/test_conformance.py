@@ -1,0 +1,37 @@
+"""Runs the `Store` conformance suite against every backend.
+
+To add a backend, add its name to the fixture's params and build a `StoreFactory` for it: a
+callable that returns a new, unopened store over this test's own backing data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from conformance import StoreConformance, StoreFactory
+
+from tickq.storage.memory import MemoryStore
+from tickq.storage.sqlite import SqliteStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store_factory(request: pytest.FixtureRequest,
+                        tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    backend: str = request.param
+    if backend == "memory":
+        factory = StoreFactory("memory", MemoryStore, survives_restart=False)
+    elif backend == "sqlite":
+        path = str(tmp_path / "tickq.db")
+        factory = StoreFactory("sqlite", lambda: SqliteStore(path), survives_restart=True)
+    else:
+        raise AssertionError(f"no factory for backend {backend!r}")
+    try:
+        yield factory
+    finally:
+        await factory.close_all()
+
+
+class TestStoreConformance(StoreConformance):
+    """Every test of `StoreConformance`, once per backend."""

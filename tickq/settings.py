@@ -1,0 +1,175 @@
+"""Configuration: one frozen `Settings` read from the environment (and an optional `.env`).
+
+Everything is validated at start, and every problem is reported at once, one line each, naming the
+variable to fix. New features add their fields here rather than reading `os.environ` themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit, urlunsplit
+
+import pydantic
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from tickq.errors import ConfigError
+
+Environment = Literal["development", "production", "staging", "test"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+#: URL schemes a database URL may use (`open_store` decides which of them this build can open)
+DATABASE_SCHEMES = ("sqlite", "memory", "postgresql", "postgres")
+
+#: what a valid value looks like, shown instead of pydantic's generic wording
+_EXPECTED: dict[str, str] = {
+    "PORT": "must be a whole number from 1 to 65535",
+    "HOST": "must be a host name or IP address to listen on",
+    "TICKQ_ENV": "must be one of development, production, staging, test",
+    "LOG_LEVEL": "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+    "TICKQ_SHUTDOWN_GRACE_S": "must be a number of seconds from 0 to 3600",
+}
+
+
+class Settings(BaseSettings):
+    """The service's configuration. Field docs name the environment variable that sets each."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", case_sensitive=True, env_ignore_empty=True,
+        extra="ignore", frozen=True,
+    )
+
+    #: PORT: the HTTP port
+    port: int = Field(default=3011, ge=1, le=65535, validation_alias="PORT")
+    #: HOST: the address the HTTP server binds (loopback unless told otherwise)
+    host: str = Field(default="127.0.0.1", min_length=1, validation_alias="HOST")
+    #: TICKQ_ENV: development makes a fresh checkout work with nothing configured
+    env: Environment = Field(default="development", validation_alias="TICKQ_ENV")
+    #: TICKQ_DATA_DIR: where the embedded SQLite journal lives by default
+    data_dir: Path = Field(default=Path("tickq-data"), validation_alias="TICKQ_DATA_DIR")
+    #: TICKQ_DATABASE_URL: sqlite:///path, memory:// or postgresql://...; default
+    #: sqlite:///<data dir>/tickq.db
+    database_url: str = Field(default="", validation_alias="TICKQ_DATABASE_URL")
+    #: LOG_LEVEL: threshold of the JSON log
+    log_level: LogLevel = Field(default="INFO", validation_alias="LOG_LEVEL")
+    #: TICKQ_SHUTDOWN_GRACE_S: how long a shutdown lets running jobs finish
+    shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False,
+                                    validation_alias="TICKQ_SHUTDOWN_GRACE_S")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_database_url(cls, data: Any) -> Any:
+        # The default depends on another variable, so it is filled in before field validation.
+        if isinstance(data, Mapping) and not data.get("TICKQ_DATABASE_URL"):
+            data_dir = data.get("TICKQ_DATA_DIR") or cls.model_fields["data_dir"].default
+            return {**data, "TICKQ_DATABASE_URL": sqlite_url(Path(str(data_dir)) / "tickq.db")}
+        return data
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            level = value.strip().upper()
+            level = "WARNING" if level == "WARN" else level
+            if level in get_args(LogLevel):
+                return level
+        return value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _non_empty_dir(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must name a directory")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in DATABASE_SCHEMES or "://" not in url:
+            raise ValueError("must start with sqlite:///, memory:// or postgresql://")
+        if scheme == "sqlite" and not url.split("://", 1)[1].lstrip("/"):
+            raise ValueError("names no database file (sqlite:///relative/path.db or "
+                             "sqlite:////absolute/path.db)")
+        return url
+
+    @model_validator(mode="after")
+    def _durable_in_production(self) -> Settings:
+        if self.env == "production" and self.database_kind == "memory":
+            raise ValueError("TICKQ_DATABASE_URL: memory:// loses every job on restart and is "
+                             "not allowed when TICKQ_ENV=production")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def database_kind(self) -> str:
+        """sqlite, memory or postgresql."""
+        scheme = urlsplit(self.database_url).scheme.lower()
+        return "postgresql" if scheme == "postgres" else scheme
+
+    @property
+    def database_url_redacted(self) -> str:
+        """The database URL with any password masked, for logs."""
+        return redact_url(self.database_url)
+
+
+class _MappingSource(EnvSettingsSource):
+    """Environment variables read from a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._mapping = dict(env)
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k: v for k, v in self._mapping.items() if not (self.env_ignore_empty and v == "")}
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The validated settings from `env`, or from the process environment and `./.env` when
+    `env` is None. Raises `ConfigError` listing every problem, one per line."""
+    try:
+        if env is None:
+            return Settings()
+        # `_build_sources` is a BaseSettings.__init__ option the dataclass-style signature hides.
+        build: Callable[..., Settings] = Settings
+        return build(_build_sources=((_MappingSource(Settings, env),), {}))
+    except pydantic.ValidationError as exc:
+        raise ConfigError("\n".join(_problem(e) for e in exc.errors())) from None
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    loc = error.get("loc") or ()
+    var = str(loc[0]) if loc else ""
+    if error.get("type") == "value_error":
+        message = str(error.get("ctx", {}).get("error", error.get("msg", "")))
+        if not var:
+            return message  # a model-level check; its message names its variables
+    else:
+        message = _EXPECTED.get(var) or str(error.get("msg", "is invalid"))
+    value = error.get("input")
+    got = f" (got {value!r})" if var and isinstance(value, str | int | float) else ""
+    return f"{var or 'configuration'}: {message}{got}"
+
+
+def sqlite_url(path: Path) -> str:
+    """The `sqlite:///` URL of a file; absolute paths keep their leading slash."""
+    return f"sqlite:///{path}"
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+__all__ = ["Environment", "LogLevel", "Settings", "load_settings", "redact_url", "sqlite_url"]
