@@ -1,7 +1,8 @@
 """Time for everything in tickq comes from a `Clock`, so tests and property checks can drive it.
 
-Times are UTC epoch seconds as floats. They are heap keys, journal columns and hypothesis inputs on
-the hot path, where a float costs a fraction of an aware `datetime`; the HTTP layer renders ISO-8601.
+Times are UTC epoch seconds as floats. They are heap keys, journal columns and hypothesis inputs
+on the hot path, where a float costs a fraction of an aware `datetime`; the HTTP layer renders
+ISO-8601.
 """
 
 from __future__ import annotations

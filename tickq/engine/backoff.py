@@ -53,7 +53,8 @@ def ceiling(attempt: int, policy: BackoffPolicy) -> float:
             return min(policy.base_s, policy.cap_s)
         if policy.base_s >= policy.cap_s:
             return policy.cap_s
-        # Past this many doublings the cap wins; checking first keeps huge attempts from overflowing.
+        # Past this many doublings the cap wins; checking first keeps huge attempts from
+        # overflowing.
         if n - 1 >= math.log(policy.cap_s / policy.base_s, policy.factor) + 1:
             return policy.cap_s
         try:

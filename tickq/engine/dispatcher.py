@@ -16,6 +16,7 @@ worker's task while it is inside the processor; the worker takes the cancellatio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from typing import TYPE_CHECKING
@@ -147,10 +148,8 @@ class QueueRunner:
             due = await store.next_run_at(self.name)
             sleep = _MAX_IDLE_S if due is None else min(_MAX_IDLE_S, max(0.0, due - clock.now()))
             if sleep > 0 and not self._wake.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), sleep)
-                except TimeoutError:
-                    pass
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()

@@ -2,8 +2,9 @@
 
 One `Job` object per job lives in the store's index for as long as the job is live; the engine
 and the processors read it. Attributes are changed only by the store, through the transitions of
-`tickq.engine.states`: a processor must treat the object as read-only. Creating one record per job,
-instead of a fresh frozen copy per state change, is what keeps the enqueue-claim-complete path cheap.
+`tickq.engine.states`: a processor must treat the object as read-only. Creating one record per
+job, instead of a fresh frozen copy per state change, is what keeps the enqueue-claim-complete
+path cheap.
 
 `data`, `result` and the error history are kept as JSON bytes: waiting jobs are held in memory
 (a million after a restart), and decoding happens only where a value is looked at.

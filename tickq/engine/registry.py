@@ -75,7 +75,8 @@ class Registry:
     def add_type(self, job_type: JobType, *, replace: bool = False) -> None:
         if job_type.queue not in self._queues:
             raise UnknownQueueError(
-                f"job type {job_type.name!r} names queue {job_type.queue!r}, which is not registered"
+                f"job type {job_type.name!r} names queue {job_type.queue!r}, "
+                "which is not registered"
             )
         if job_type.name in self._types and not replace:
             raise ValueError(f"job type {job_type.name!r} is already registered")

@@ -68,7 +68,8 @@ class JobQuery:
 
 @dataclass(slots=True, frozen=True, kw_only=True)
 class PruneRule:
-    """Remove finished jobs of `queue` (and `type`, if given) in `state` finished before `before`."""
+    """Remove finished jobs of `queue` (and `type`, if given) in `state` that finished before
+    `before`."""
 
     queue: str
     state: JobState
@@ -105,7 +106,8 @@ class Store(Protocol):
         """Apply the end of a run to each job; returns the jobs whose claim still matched."""
         ...
 
-    async def job_heartbeat(self, claims: Sequence[tuple[str, int]], lease_until: float) -> list[str]:
+    async def job_heartbeat(self, claims: Sequence[tuple[str, int]],
+                            lease_until: float) -> list[str]:
         """Extend the leases of running jobs; returns the ids whose claim was lost."""
         ...
 

@@ -26,9 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tickq.engine.job import Job
-from tickq.engine.states import FINAL_STATES
+from tickq.engine.states import FINAL_STATES, JobState
 from tickq.errors import StoreClosedError, TickqError
-from tickq.engine.states import JobState
 from tickq.storage.index import OP_CLAIM, OP_COMPLETE, OP_DELETE, OP_INSERT, OP_UPDATE
 
 log = logging.getLogger(__name__)

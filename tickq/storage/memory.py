@@ -69,7 +69,8 @@ class MemoryStore:
                     index.delete(job)
         return done
 
-    async def job_heartbeat(self, claims: Sequence[tuple[str, int]], lease_until: float) -> list[str]:
+    async def job_heartbeat(self, claims: Sequence[tuple[str, int]],
+                            lease_until: float) -> list[str]:
         return self.index.heartbeat(claims, lease_until)
 
     async def job_rescue_stuck(self, now: float) -> list[Job]:
