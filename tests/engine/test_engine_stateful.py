@@ -111,6 +111,7 @@ class Expected:
     run_at: float
     expires_at: float | None
     hold: HoldKey | None
+    created_at: float = 0.0
     token: int = 0
     lease_until: float | None = None
     stalls: int = 0
@@ -235,8 +236,9 @@ class JobLifecycle(RuleBasedStateMachine):
             if m.hold is not None and self.holds.get(m.hold, ("", 0.0))[0] == m.id:
                 assert s.key_until is not None
                 self.holds[m.hold] = (m.id, s.key_until)
-            if self.queues[m.queue].durability is Durability.MEMORY:
-                # Background tier: removed on completion (retention 0), key hold included.
+            if self.queues[m.queue].durability is Durability.MEMORY and m.hold is None:
+                # Background tier: removed on completion (retention 0), unless the job holds
+                # an idempotency key, which it keeps for the key's TTL.
                 self._forget(m)
         elif s.kind is SettleKind.RETRY:
             m.state = W
@@ -297,7 +299,7 @@ class JobLifecycle(RuleBasedStateMachine):
             self.jobs[job.id] = Expected(
                 id=job.id, queue=job.queue, type=job.type, state=W, attempts=0,
                 max_attempts=job.max_attempts, priority=spec["priority"], run_at=job.run_at,
-                expires_at=job.expires_at, hold=hk)
+                expires_at=job.expires_at, hold=hk, created_at=job.created_at)
             if hk is not None:
                 self.holds[hk] = (job.id, INF)
 
@@ -507,6 +509,9 @@ class JobLifecycle(RuleBasedStateMachine):
         assert job.max_attempts == m.attempts + more
         assert len(job.errors) == m.errors, "DLQ retry lost the error history"
         m.state, m.max_attempts, m.run_at = W, m.attempts + more, now
+        if m.expires_at is not None:
+            # a fresh expiry window, as long as the first
+            m.expires_at = now + (m.expires_at - m.created_at)
         event("dlq retry: revived")
         if m.hold is not None:
             self.holds[m.hold] = (m.id, INF)

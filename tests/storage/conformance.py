@@ -892,8 +892,8 @@ class StoreConformance:
         counts = await store.queue_counts("money", T0 + 30)
         assert (counts.completed, counts.failed, counts.waiting) == (0, 0, 1)
 
-    async def test_pruning_a_completed_job_releases_its_key(self, store_factory: StoreFactory
-                                                            ) -> None:
+    async def test_pruning_keeps_a_job_holding_its_key_then_frees_the_key(
+            self, store_factory: StoreFactory) -> None:
         store = await store_factory()
         make = Jobs()
         job = make(key="pay-1", tenant="t1")
@@ -902,11 +902,17 @@ class StoreConformance:
         await store.job_settle_many([settle(running, SettleKind.COMPLETE, T0 + 1,
                                             result_json=b"1", key_until=T0 + 1000)])
 
-        assert await store.job_prune([PruneRule(queue="money", state=C, before=T0 + 10)]) == 1
+        # Past retention but still holding its key: kept, and the key still deduplicates.
+        assert await store.job_prune([PruneRule(queue="money", state=C, before=T0 + 10)]) == 0
+        [dup] = await store.job_insert_many([make(key="pay-1", tenant="t1")], T0 + 20)
+        assert (dup.created, dup.job.id) == (False, job.id)
 
+        # Once the key has expired, retention removes the job and the key is free.
+        assert await store.job_prune([PruneRule(queue="money", state=C, before=T0 + 2000)]) == 1
         fresh = make(key="pay-1", tenant="t1")
-        [res] = await store.job_insert_many([fresh], T0 + 20)
+        [res] = await store.job_insert_many([fresh], T0 + 2001)
         assert (res.created, res.job.id) == (True, fresh.id)
+        assert await store.job_get(job.id) is None
 
     async def test_next_run_at_is_the_earliest_delayed_job(self, store_factory: StoreFactory
                                                            ) -> None:

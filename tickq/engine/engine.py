@@ -117,6 +117,8 @@ class Engine:
         self._pending: list[Settle] = []
         self._pending_jobs: list[Job] = []
         self._settle_wake = asyncio.Event()
+        #: one flush at a time: `stop` must wait for the settler's in-flight write to finish
+        self._flush_lock = asyncio.Lock()
         self._settler: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._waiters: dict[str, list[asyncio.Future[Job]]] = {}
@@ -495,6 +497,12 @@ class Engine:
                 self._settle_wake.set()
 
     async def _flush_settles(self) -> None:
+        # Serialised so that `stop` waits for a flush the settler has in flight (its jobs are
+        # already settled in the store, so cancelling it there would lose their events).
+        async with self._flush_lock:
+            await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self._settle_batch], self._pending[
                 self._settle_batch:]

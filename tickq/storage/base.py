@@ -69,7 +69,7 @@ class JobQuery:
 @dataclass(slots=True, frozen=True, kw_only=True)
 class PruneRule:
     """Remove finished jobs of `queue` (and `type`, if given) in `state` that finished before
-    `before`."""
+    `before`. A completed job still holding its idempotency key at `before` is kept."""
 
     queue: str
     state: JobState

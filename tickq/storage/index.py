@@ -18,7 +18,7 @@ from typing import Final
 
 from tickq.engine.job import ErrorEntry, Job, append_error
 from tickq.engine.outcome import Settle, SettleKind
-from tickq.engine.queues import QueueConfig, QueueCounts
+from tickq.engine.queues import Durability, QueueConfig, QueueCounts
 from tickq.engine.states import FINAL_STATES, JobState, check_transition
 from tickq.errors import IdempotencyConflictError, IllegalTransitionError, JobNotFoundError
 from tickq.storage.base import JobQuery, PruneRule
@@ -318,6 +318,9 @@ class JobIndex:
             self.holds[key] = KeyHold(job.id, INF)
         self._move(job, W)
         job.max_attempts = job.attempts + max_attempts
+        if job.expires_at is not None:
+            # A fresh expiry window as long as the first, or an expired job could never rerun.
+            job.expires_at = now + max(0.0, job.expires_at - job.created_at)
         job.run_at = now
         job.finished_at = None
         self.schedule(job, now)
@@ -373,6 +376,14 @@ class JobIndex:
     def live_jobs(self) -> Iterable[Job]:
         return self.jobs.values()
 
+    def drop_if_unkept(self, job: Job) -> None:
+        """Memory-tier queues with no retention forget a completed job at once, unless it still
+        holds an idempotency key (then retention removes it once the key has expired)."""
+        cfg = self.queues.get(job.queue)
+        if (cfg is not None and cfg.durability is Durability.MEMORY
+                and job.state is C and cfg.completed_retention_s <= 0 and job.key_until is None):
+            self.delete(job)
+
 
 def matches(job: Job, q: JobQuery) -> bool:
     if q.queue is not None and job.queue != q.queue:
@@ -393,4 +404,5 @@ def matches(job: Job, q: JobQuery) -> bool:
 def _prunes(rule: PruneRule, job: Job) -> bool:
     return (job.queue == rule.queue and job.state is rule.state
             and (rule.type is None or job.type == rule.type)
-            and job.finished_at is not None and job.finished_at < rule.before)
+            and job.finished_at is not None and job.finished_at < rule.before
+            and (job.key_until is None or job.key_until <= rule.before))

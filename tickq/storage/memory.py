@@ -7,8 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from tickq.engine.job import Job
 from tickq.engine.outcome import Settle
-from tickq.engine.queues import Durability, QueueConfig, QueueCounts
-from tickq.engine.states import JobState
+from tickq.engine.queues import QueueConfig, QueueCounts
 from tickq.errors import StoreClosedError
 from tickq.storage.base import FetchResult, InsertResult, JobQuery, OpenReport, PruneRule
 from tickq.storage.index import JobIndex
@@ -65,8 +64,7 @@ class MemoryStore:
             job = index.settle(s)
             if job is not None:
                 done.append(job)
-                if _drop_on_finish(index, job):
-                    index.delete(job)
+                index.drop_if_unkept(job)
         return done
 
     async def job_heartbeat(self, claims: Sequence[tuple[str, int]],
@@ -105,9 +103,3 @@ class MemoryStore:
     async def next_run_at(self, queue: str) -> float | None:
         return self.index.next_run_at(queue)
 
-
-def _drop_on_finish(index: JobIndex, job: Job) -> bool:
-    """Background-tier queues keep nothing once a job has completed (retention 0)."""
-    cfg = index.queues.get(job.queue)
-    return (cfg is not None and cfg.durability is Durability.MEMORY
-            and job.state is JobState.COMPLETED and cfg.completed_retention_s <= 0)

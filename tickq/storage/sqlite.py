@@ -27,7 +27,7 @@ from tickq.engine.states import FINAL_STATES, JobState
 from tickq.errors import JobNotFoundError, StoreClosedError, StoreLockedError
 from tickq.storage.base import FetchResult, InsertResult, JobQuery, OpenReport, PruneRule
 from tickq.storage.index import JobIndex, matches
-from tickq.storage.journal import Journal
+from tickq.storage.journal import Committer, InlineCommitter, Journal, ProcessCommitter
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,15 @@ def migrations() -> list[tuple[int, str]]:
 
 
 class SqliteStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, writer: str = "process") -> None:
+        if writer not in ("process", "inline"):
+            raise ValueError("writer must be 'process' or 'inline'")
         self.path = path
+        #: "process": commits run in a writer process on another core; "inline": on this one
+        self.writer = writer
         self.on_available: Callable[[str], None] | None = None
         self._index: JobIndex | None = None
         self._journal: Journal | None = None
-        self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock_fd: int | None = None
         self._paused: set[str] = set()
@@ -106,15 +109,6 @@ class SqliteStore:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _connect_writer(self) -> sqlite3.Connection:
-        # isolation_level=None: the journal issues BEGIN/COMMIT itself. check_same_thread=False:
-        # the COMMIT runs on the journal's commit thread, never concurrently with other use.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA cache_size=-65536")
-        return conn
-
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path)
         await conn.execute("PRAGMA journal_mode=WAL")
@@ -125,9 +119,9 @@ class SqliteStore:
         if self._index is not None:
             raise StoreClosedError("the store is already open")
         self._lock()
+        committer: Committer | None = None
         try:
-            self._writer = self._connect_writer()
-            self._migrate(self._writer)
+            self._migrate()
             self._reader = await self._connect()
             await self._reader.execute("PRAGMA query_only=1")
             index = JobIndex(queues)
@@ -135,7 +129,10 @@ class SqliteStore:
                                    if q.durability is Durability.MEMORY}
             loaded, stalled = await self._load(index, now)
             fsync = {n for n, q in queues.items() if q.durability is Durability.FSYNC}
-            journal = Journal(self._writer, fsync, on_committed=self._committed)
+            committer = (ProcessCommitter(self.path) if self.writer == "process"
+                         else InlineCommitter(self.path))
+            await committer.start()
+            journal = Journal(committer, fsync, on_committed=self._committed)
             journal.start()
             self._index, self._journal = index, journal
             index.on_change = self._mark
@@ -145,19 +142,30 @@ class SqliteStore:
             async with self._reader.execute("SELECT name FROM queue_state WHERE paused=1") as cur:
                 self._paused = {r[0] async for r in cur}
         except BaseException:
+            if self._journal is not None:
+                await self._journal.close()
+            elif committer is not None:
+                await committer.close()
             await self._close_connections()
             self._index = self._journal = None
             self._unlock()
             raise
         return OpenReport(stalled=stalled, loaded=loaded)
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        row = conn.execute("PRAGMA user_version").fetchone()
-        version = int(row[0]) if row else 0
-        for number, script in migrations():
-            if number > version:
-                conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
-                log.info("schema migrated", extra={"event": "migrated", "version": number})
+    def _migrate(self) -> None:
+        """Bring the file's schema up to date, each numbered script in its own transaction."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            row = conn.execute("PRAGMA user_version").fetchone()
+            version = int(row[0]) if row else 0
+            for number, script in migrations():
+                if number > version:
+                    conn.executescript(
+                        f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+                    log.info("schema migrated", extra={"event": "migrated", "version": number})
+        finally:
+            conn.close()
 
     async def _load(self, index: JobIndex, now: float) -> tuple[int, list[Job]]:
         """Rebuild the index from the journal. Returns (live jobs loaded, jobs that were active)."""
@@ -200,11 +208,9 @@ class SqliteStore:
         try:
             if self._reader is not None:
                 await self._reader.close()
-            if self._writer is not None:
-                self._writer.close()
         except Exception:
             log.exception("closing a SQLite connection failed")
-        self._reader = self._writer = None
+        self._reader = None
 
     async def close(self) -> None:
         if self._journal is not None:
@@ -238,14 +244,6 @@ class SqliteStore:
         fut = self.journal.pending
         if fut is not None:
             await asyncio.shield(fut)
-
-    def _drop_memory_job(self, job: Job) -> None:
-        """Finished background jobs are not kept: they were never journaled."""
-        cfg = self.index.queues.get(job.queue)
-        if cfg is None or cfg.durability is not Durability.MEMORY:
-            return
-        if job.state is JobState.COMPLETED and cfg.completed_retention_s <= 0:
-            self.index.delete(job)
 
     # --- jobs -----------------------------------------------------------------------------
 
@@ -311,7 +309,7 @@ class SqliteStore:
         done = [job for s in settles if (job := index.settle(s)) is not None]
         await self._durable()
         for job in done:
-            self._drop_memory_job(job)
+            index.drop_if_unkept(job)
         return done
 
     async def job_heartbeat(self, claims: Sequence[tuple[str, int]],
@@ -372,10 +370,10 @@ class SqliteStore:
         index = self.index
         removed = len(index.prune(rules))
         await self._durable()
-        assert self._writer is not None
         for rule in rules:
-            sql = "DELETE FROM jobs WHERE queue=? AND state=? AND finished_at < ?"
-            params: list[Any] = [rule.queue, rule.state.value, rule.before]
+            sql = ("DELETE FROM jobs WHERE queue=? AND state=? AND finished_at < ? "
+                   "AND (key_until IS NULL OR key_until <= ?)")
+            params: list[Any] = [rule.queue, rule.state.value, rule.before, rule.before]
             if rule.type is not None:
                 sql += " AND type=?"
                 params.append(rule.type)

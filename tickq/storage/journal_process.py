@@ -1,0 +1,70 @@
+"""The journal's writer process: applies batches of SQL to the SQLite file, one transaction each.
+
+Run as a script (`python -I journal_process.py PATH`), not imported: it needs nothing but the
+standard library, so it starts in a few milliseconds. The parent sends frames on stdin and reads
+one reply frame per batch on stdout, in order. A frame is a 4-byte big-endian length followed by a
+pickle. A request is `(fsync, statements)` with statements `[(sql, rows, many), ...]`; a reply is
+`None` (committed) or the error text (rolled back). End of input means the parent is gone or done:
+the process finishes the batch it holds and exits.
+
+Why a process: the sqlite3 module holds the GIL while it binds each row, so on the engine's
+process every journal row costs the event loop several microseconds. Here that work runs on the
+other core.
+"""
+
+import pickle
+import sqlite3
+import struct
+import sys
+from typing import BinaryIO
+
+_LEN = struct.Struct(">I")
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
+    data = stream.read(n)
+    if data is None or len(data) < n:
+        return None
+    return data
+
+
+def main(path: str) -> int:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA cache_size=-65536")
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sync_full = None
+    while True:
+        head = _read_exact(stdin, _LEN.size)
+        if head is None:
+            break
+        body = _read_exact(stdin, _LEN.unpack(head)[0])
+        if body is None:
+            break
+        fsync, statements = pickle.loads(body)
+        reply = None
+        try:
+            if sync_full is not fsync:
+                conn.execute("PRAGMA synchronous=FULL" if fsync else "PRAGMA synchronous=NORMAL")
+                sync_full = fsync
+            conn.execute("BEGIN")
+            for sql, rows, many in statements:
+                if many:
+                    conn.executemany(sql, rows)
+                else:
+                    conn.execute(sql, rows)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            reply = f"{type(exc).__name__}: {exc}"
+        out = pickle.dumps(reply)
+        stdout.write(_LEN.pack(len(out)) + out)
+        stdout.flush()
+    conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
