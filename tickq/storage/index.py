@@ -53,12 +53,15 @@ def hold_key(job: Job) -> HoldKey | None:
 
 
 class _Queue:
-    __slots__ = ("counts", "delayed", "ready")
+    __slots__ = ("counts", "delayed", "finished", "ready")
 
     def __init__(self) -> None:
         self.ready: list[ReadyEntry] = []
         self.delayed: list[DelayedEntry] = []
         self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
+        #: finished jobs held in memory, in the order they finished (retention walks it from
+        #: the oldest and stops at the first one it must keep)
+        self.finished: dict[str, Job] = {}
 
 
 class JobIndex:
@@ -80,11 +83,16 @@ class JobIndex:
         return q
 
     def _move(self, job: Job, dst: JobState) -> None:
-        check_transition(job.state, dst, job.id)
-        counts = self._queue(job.queue).counts
-        counts[job.state] -= 1
-        counts[dst] += 1
+        src = job.state
+        check_transition(src, dst, job.id)
+        q = self._queue(job.queue)
+        q.counts[src] -= 1
+        q.counts[dst] += 1
         job.state = dst
+        if src in FINAL_STATES:
+            q.finished.pop(job.id, None)
+        if dst in FINAL_STATES:
+            q.finished[job.id] = job
 
     def _changed(self, job: Job, op: int = OP_UPDATE) -> None:
         if self.on_change is not None:
@@ -339,13 +347,16 @@ class JobIndex:
         """Forget a finished job's record (its key hold stays, by id)."""
         if self.jobs.get(job.id) is job and job.state in FINAL_STATES:
             del self.jobs[job.id]
+            self._queue(job.queue).finished.pop(job.id, None)
 
     def delete(self, job: Job) -> None:
         """Remove a finished job entirely (retention)."""
         if job.state not in FINAL_STATES:
             raise IllegalTransitionError(f"job {job.id} is still {job.state.value}", job_id=job.id)
         self.jobs.pop(job.id, None)
-        self._queue(job.queue).counts[job.state] -= 1
+        q = self._queue(job.queue)
+        q.counts[job.state] -= 1
+        q.finished.pop(job.id, None)
         key = hold_key(job)
         if key is not None and (hold := self.holds.get(key)) is not None and hold.job_id == job.id:
             del self.holds[key]
@@ -367,8 +378,22 @@ class JobIndex:
         return found[: query.limit]
 
     def prune(self, rules: Sequence[PruneRule]) -> list[Job]:
-        doomed = [j for j in self.jobs.values()
-                  if j.state in FINAL_STATES and any(_prunes(r, j) for r in rules)]
+        """Delete the finished jobs in memory that the rules match. Cost: the jobs removed,
+        plus one per queue, not every job held."""
+        by_queue: dict[str, dict[tuple[str | None, JobState], float]] = {}
+        for r in rules:
+            by_queue.setdefault(r.queue, {})[(r.type, r.state)] = r.before
+        doomed: list[Job] = []
+        for queue, table in by_queue.items():
+            latest = max(table.values())
+            for job in self._queue(queue).finished.values():
+                at = job.finished_at
+                if at is None or at >= latest:
+                    break
+                before = table.get((job.type, job.state), table.get((None, job.state)))
+                if before is not None and at < before and (
+                        job.key_until is None or job.key_until <= before):
+                    doomed.append(job)
         for job in doomed:
             self.delete(job)
         return doomed
@@ -399,10 +424,3 @@ def matches(job: Job, q: JobQuery) -> bool:
     if q.after is not None:
         return job.id < q.after if q.newest_first else job.id > q.after
     return True
-
-
-def _prunes(rule: PruneRule, job: Job) -> bool:
-    return (job.queue == rule.queue and job.state is rule.state
-            and (rule.type is None or job.type == rule.type)
-            and job.finished_at is not None and job.finished_at < rule.before
-            and (job.key_until is None or job.key_until <= rule.before))
