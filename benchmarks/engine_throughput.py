@@ -20,11 +20,9 @@ import gc
 import os
 import resource
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 
 import tickq
 from tickq.engine.events import Event, EventKind
@@ -69,8 +67,14 @@ async def _run(url: str, queue: str, n: int, mode: str, concurrency: int,
     gc.collect()
     t0 = time.perf_counter()
     if mode == "batch":
-        for i in range(0, n, batch):
-            await engine.enqueue_many([spec] * min(batch, n - i))
+        # `producers` clients, each sending batches back to back (as several API callers would)
+        sizes = [min(batch, n - i) for i in range(0, n, batch)]
+
+        async def batch_producer(mine: list[int]) -> None:
+            for size in mine:
+                await engine.enqueue_many([spec] * size)
+
+        await asyncio.gather(*(batch_producer(sizes[k::producers]) for k in range(producers)))
     else:
         per = n // producers
 
@@ -87,7 +91,8 @@ async def _run(url: str, queue: str, n: int, mode: str, concurrency: int,
     rows = journal.rows if journal is not None else 0
     await engine.stop()
     return {"jobs": n, "jobs_s": n / elapsed, "enqueue_s": n / t_enq,
-            "p50_ms": _percentile(latencies, 50) * 1000, "p99_ms": _percentile(latencies, 99) * 1000,
+            "p50_ms": _percentile(latencies, 50) * 1000,
+            "p99_ms": _percentile(latencies, 99) * 1000,
             "commits": commits, "rows_per_commit": rows / commits if commits else 0.0}
 
 
@@ -128,7 +133,6 @@ async def _restart(n: int) -> dict[str, float]:
         t0 = time.perf_counter()
         engine = tickq.Engine(SqliteStore(path))
         engine.register(JobType(name="noop", queue="money"), lambda job: None)
-        await engine.pause("money") if False else None
         await engine.start()
         ready = time.perf_counter() - t0
         counts = await engine.counts("money")
@@ -138,16 +142,16 @@ async def _restart(n: int) -> dict[str, float]:
         return {"jobs": n, "ready_s": ready, "rss_mb": rss, "rss_delta_mb": rss - rss0}
 
 
-SCENARIOS: dict[str, Callable[[argparse.Namespace, str], dict[str, float]]] = {}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer jobs")
     ap.add_argument("--jobs", type=int, default=200_000)
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--producers", type=int, default=100)
+    ap.add_argument("--producers", type=int, default=100,
+                    help="concurrent single-job producers")
+    ap.add_argument("--batch-producers", type=int, default=4,
+                    help="concurrent producers of batches")
     ap.add_argument("--restart-jobs", type=int, default=1_000_000)
     ap.add_argument("--only", choices=["money", "money-single", "communication", "background",
                                        "restart"], action="append")
@@ -176,9 +180,11 @@ def main() -> None:
         for name, queue, mode in plan:
             if name not in only:
                 continue
+            producers = args.batch_producers if mode == "batch" else args.producers
             r = asyncio.run(_run(url(name), queue, args.jobs, mode, args.concurrency,
-                                 args.batch, args.producers))
-            label = f"{name} ({'batch enqueue' if mode == 'batch' else f'{args.producers} single-enqueue producers'})"
+                                 args.batch, producers))
+            label = (f"{name} ({producers} x batches of {args.batch})" if mode == "batch"
+                     else f"{name} ({producers} single-enqueue producers)")
             print(f"{label:52s} {r['jobs_s']:>9,.0f} jobs/s  enqueue {r['enqueue_s']:>9,.0f}/s  "
                   f"start latency p50 {r['p50_ms']:7.1f} ms p99 {r['p99_ms']:7.1f} ms  "
                   f"{r['rows_per_commit']:6.0f} rows/commit")
@@ -190,5 +196,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    statistics.mean([0.0])
     main()
