@@ -15,9 +15,10 @@ from typing import Any
 
 from tickq.clock import Clock, FakeClock, SystemClock
 from tickq.engine.backoff import BackoffKind, BackoffPolicy
-from tickq.engine.engine import Engine, Enqueued, JobFailed, JobSpec
+from tickq.engine.engine import Engine, JobFailed
 from tickq.engine.events import Event, EventKind
 from tickq.engine.job import ErrorEntry, Job
+from tickq.engine.producer import Enqueued, JobSpec
 from tickq.engine.queues import Durability, QueueConfig, QueueCounts
 from tickq.engine.registry import JobType, Registry
 from tickq.engine.states import JobState

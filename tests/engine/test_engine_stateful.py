@@ -45,7 +45,8 @@ from hypothesis.stateful import (
 
 from tickq.clock import FakeClock
 from tickq.engine import backoff
-from tickq.engine.engine import Engine, JobSpec
+from tickq.engine.engine import Engine
+from tickq.engine.producer import JobSpec
 from tickq.engine.job import Job
 from tickq.engine.outcome import (
     Cancelled,

@@ -16,8 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import orjson
-
 from tickq.clock import Clock, SystemClock
 from tickq.engine.backoff import BackoffPolicy
 from tickq.engine.dispatcher import QueueRunner
@@ -26,16 +24,17 @@ from tickq.engine.ids import IdGenerator
 from tickq.engine.job import Job
 from tickq.engine.jobtypes import BUILTIN_TYPES
 from tickq.engine.outcome import Outcome, Settle, SettleKind, decide
+from tickq.engine.producer import Enqueued, JobSpec, build_job
 from tickq.engine.queues import QueueConfig, QueueCounts
 from tickq.engine.registry import JobType, Registry
+from tickq.engine.retention import retention_rules
+from tickq.engine.settler import Settler
 from tickq.engine.states import FINAL_STATES, JobState
 from tickq.errors import (
-    JobDataError,
     JobNotFoundError,
     JobTimeoutError,
     StoreClosedError,
     TickqError,
-    ValidationError,
 )
 from tickq.storage.base import JobQuery, PruneRule, Store
 
@@ -43,35 +42,6 @@ log = logging.getLogger(__name__)
 
 Processor = Callable[[Job], Awaitable[Any]]
 P = TypeVar("P", bound=Callable[..., Any])
-
-#: data larger than this is refused at enqueue (the journal is not a blob store)
-MAX_DATA_BYTES = 1_000_000
-
-
-@dataclass(slots=True, frozen=True, kw_only=True)
-class JobSpec:
-    """One job to enqueue; every field but `type` and `data` is optional."""
-
-    type: str
-    data: Any
-    priority: int | None = None
-    delay_s: float = 0.0
-    run_at: float | None = None
-    idempotency_key: str | None = None
-    tenant_id: str | None = None
-    user_id: str | None = None
-    max_attempts: int | None = None
-    expires_in_s: float | None = None
-    callback_url: str | None = None
-    ordering_key: str | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class Enqueued:
-    job: Job
-    #: False when an idempotency key matched an existing job, which is returned instead
-    created: bool
-
 
 class JobFailed(TickqError):
     """`Engine.result` on a job that ended in the dead-letter queue or was cancelled."""
@@ -103,7 +73,6 @@ class Engine:
         self._last_prune = -math.inf
         self._concurrency = dict(concurrency or {})
         self._prefetch = dict(prefetch or {})
-        self._settle_batch = settle_batch
         self._ids = IdGenerator()
         self._processors: dict[str, Processor] = {}
         #: job type -> (processor, timeout, backoff, key TTL), looked up once per type
@@ -114,12 +83,8 @@ class Engine:
         #: job id -> why its run is being interrupted ("cancelled" or "shutdown")
         self._interrupts: dict[str, str] = {}
         self._aborting = False
-        self._pending: list[Settle] = []
-        self._pending_jobs: list[Job] = []
-        self._settle_wake = asyncio.Event()
-        #: one flush at a time: `stop` must wait for the settler's in-flight write to finish
-        self._flush_lock = asyncio.Lock()
-        self._settler: asyncio.Task[None] | None = None
+        self._settler = Settler(store, self._after_settle, settle_batch)
+        self._settle_task: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._waiters: dict[str, list[asyncio.Future[Job]]] = {}
         self._started = False
@@ -188,7 +153,7 @@ class Engine:
             runner.paused = cfg.name in paused
             self._runners[cfg.name] = runner
             runner.start()
-        self._settler = asyncio.create_task(self._settle_loop(), name="tickq-settler")
+        self._settle_task = asyncio.create_task(self._settler.run(), name="tickq-settler")
         self._maintenance = asyncio.create_task(self._maintain(), name="tickq-maintenance")
         log.info("engine started", extra={"event": "engine_started", "loaded": report.loaded,
                                           "stalled": len(report.stalled)})
@@ -218,12 +183,12 @@ class Engine:
         for runner in self._runners.values():
             await runner.stop_watchdog()
         # Interrupted runs recorded their snooze; write everything out before closing.
-        await self._flush_settles()
-        side_tasks = [t for t in (self._settler, self._maintenance) if t is not None]
+        await self._settler.flush()
+        side_tasks = [t for t in (self._settle_task, self._maintenance) if t is not None]
         for side in side_tasks:
             side.cancel()
         await asyncio.gather(*side_tasks, return_exceptions=True)
-        await self._flush_settles()
+        await self._settler.flush()
         await self.store.close()
         for futs in self._waiters.values():
             for fut in futs:
@@ -246,51 +211,7 @@ class Engine:
     # --- enqueue --------------------------------------------------------------------------
 
     def _build(self, spec: JobSpec, now: float) -> Job:
-        reg = self.registry
-        jt = reg.job_type(spec.type)
-        cfg = reg.queue(jt.queue)
-        data = reg.validate_data(jt, spec.data)
-        priority = jt.priority if spec.priority is None else reg.validate_priority(spec.priority)
-        if spec.run_at is not None:
-            if not _is_number(spec.run_at) or not math.isfinite(spec.run_at):
-                raise ValidationError("run_at must be a finite time", code="invalid_run_at",
-                                      field="run_at")
-            run_at = max(now, spec.run_at)
-        else:
-            if (not _is_number(spec.delay_s) or not math.isfinite(spec.delay_s)
-                    or spec.delay_s < 0):
-                raise ValidationError(f"delay must be >= 0 seconds, got {spec.delay_s!r}",
-                                      code="invalid_delay", field="delay")
-            run_at = now + spec.delay_s
-        max_attempts = spec.max_attempts or jt.max_attempts or cfg.max_attempts
-        if spec.max_attempts is not None and not (
-                isinstance(spec.max_attempts, int) and not isinstance(spec.max_attempts, bool)
-                and 1 <= spec.max_attempts <= 100):
-            raise ValidationError("max_attempts must be 1..100", code="invalid_max_attempts",
-                                  field="max_attempts")
-        expires_in = cfg.expiry_s if spec.expires_in_s is None else spec.expires_in_s
-        if not _is_number(expires_in) or not expires_in > 0:
-            raise ValidationError("expires_in must be > 0 seconds", code="invalid_expiry",
-                                  field="expires_in")
-        key = spec.idempotency_key
-        if key is not None:
-            if not isinstance(key, str) or not 1 <= len(key) <= 255:
-                raise ValidationError("idempotency key must be 1..255 characters",
-                                      code="invalid_idempotency_key", field="idempotency_key")
-        elif jt.key_rule is not None:
-            key = jt.key_rule(data, now)
-        try:
-            data_json = orjson.dumps(data)
-        except TypeError as exc:
-            raise JobDataError(f"data for {jt.name} is not JSON: {exc}", field="data") from None
-        if len(data_json) > MAX_DATA_BYTES:
-            raise JobDataError(f"data for {jt.name} is {len(data_json)} bytes; the limit is "
-                               f"{MAX_DATA_BYTES}", field="data")
-        return Job(id=self._ids.new(now), queue=jt.queue, type=jt.name, data_json=data_json,
-                   priority=priority, max_attempts=max_attempts, run_at=run_at, created_at=now,
-                   tenant_id=spec.tenant_id, user_id=spec.user_id, idempotency_key=key,
-                   expires_at=run_at + expires_in, callback_url=spec.callback_url,
-                   ordering_key=spec.ordering_key)
+        return build_job(self.registry, self._ids, spec, now)
 
     async def enqueue(self, type: str, data: Any, **options: Any) -> Job:
         """Enqueue one job; returns it (or the job that already holds its idempotency key)."""
@@ -316,7 +237,8 @@ class Engine:
             runner = self._runners.get(q)
             if runner is not None:
                 runner.wake()
-        return [Enqueued(r.job, r.created) for r in results]
+        # Copies: the store's records keep changing as the jobs run.
+        return [Enqueued(r.job.copy(), r.created) for r in results]
 
     # --- reads and operator actions ---------------------------------------------------------
 
@@ -451,18 +373,24 @@ class Engine:
     def _runtime(self, type_name: str, cfg: QueueConfig) -> tuple[Processor | None, float]:
         rt = self._runtimes.get(type_name)
         if rt is None:
-            rt = self._runtimes[type_name] = self._make_runtime(type_name)
+            rt = self._runtimes[type_name] = self._make_runtime(type_name, cfg.name)
         return rt.fn, rt.timeout_s
 
-    def _make_runtime(self, type_name: str) -> _Runtime:
-        jt = self.registry.job_type(type_name)
+    def _make_runtime(self, type_name: str, queue: str) -> _Runtime:
+        try:
+            jt = self.registry.job_type(type_name)
+        except TickqError:
+            # A job of a type this process does not know (left by another version, say): it
+            # fails as not configured rather than taking its worker down.
+            cfg = self.registry.queue(queue)
+            return _Runtime(None, cfg.timeout_s, cfg.backoff, 86_400.0)
         cfg = self.registry.queue(jt.queue)
         return _Runtime(self._processors.get(type_name), jt.timeout_s or cfg.timeout_s,
                         jt.backoff or cfg.backoff, jt.key_ttl_s)
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         """Turn the end of a run into its store write (queued for the settler)."""
-        rt = self._runtimes.get(job.type) or self._make_runtime(job.type)
+        rt = self._runtimes.get(job.type) or self._make_runtime(job.type, job.queue)
         settle = decide(outcome, job, self.clock.now(), max_attempts=job.max_attempts,
                         policy=rt.policy, key_ttl_s=rt.key_ttl_s, rng=self.rng)
         self._finish_settle(settle, job)
@@ -477,45 +405,9 @@ class Engine:
 
     def _finish_settle(self, settle: Settle, job: Job) -> None:
         self._interrupts.pop(job.id, None)
-        self._pending.append(settle)
-        self._pending_jobs.append(job)
-        if len(self._pending) == 1:
-            self._settle_wake.set()
+        self._settler.add(settle)
 
     # --- settling --------------------------------------------------------------------------
-
-    async def _settle_loop(self) -> None:
-        while True:
-            await self._settle_wake.wait()
-            self._settle_wake.clear()
-            try:
-                await self._flush_settles()
-            except Exception:
-                log.exception("writing job outcomes failed; will retry",
-                              extra={"event": "settle_failed"})
-                await asyncio.sleep(0.5)
-                self._settle_wake.set()
-
-    async def _flush_settles(self) -> None:
-        # Serialised so that `stop` waits for a flush the settler has in flight (its jobs are
-        # already settled in the store, so cancelling it there would lose their events).
-        async with self._flush_lock:
-            await self._flush_pending()
-
-    async def _flush_pending(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[: self._settle_batch], self._pending[
-                self._settle_batch:]
-            jobs, self._pending_jobs = self._pending_jobs[: self._settle_batch], \
-                self._pending_jobs[self._settle_batch:]
-            try:
-                done = await self.store.job_settle_many(batch)
-            except BaseException:
-                # Put the batch back in front so nothing is lost, then let the caller decide.
-                self._pending[:0] = batch
-                self._pending_jobs[:0] = jobs
-                raise
-            self._after_settle(batch, done)
 
     def _after_settle(self, batch: list[Settle], done: list[Job]) -> None:
         claims = self._claims
@@ -576,7 +468,7 @@ class Engine:
     def retention_rules(self, now: float) -> list[PruneRule]:
         """What retention removes at `now`: per job type, completed jobs past the type's (or its
         queue's) retention, failed and cancelled ones past the queue's."""
-        return _prune_rules(self.registry, now)
+        return retention_rules(self.registry, now)
 
     async def tick_maintenance(self) -> None:
         now = self.clock.now()
@@ -611,23 +503,6 @@ class _Runtime:
     timeout_s: float
     policy: BackoffPolicy
     key_ttl_s: float
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _prune_rules(registry: Registry, now: float) -> list[PruneRule]:
-    rules = []
-    for jt in registry.types:
-        cfg = registry.queue(jt.queue)
-        kept = cfg.completed_retention_s if jt.retention_s is None else jt.retention_s
-        rules.append(PruneRule(queue=jt.queue, type=jt.name, state=JobState.COMPLETED,
-                               before=now - kept))
-        for state in (JobState.FAILED, JobState.CANCELLED):
-            rules.append(PruneRule(queue=jt.queue, type=jt.name, state=state,
-                                   before=now - cfg.failed_retention_s))
-    return rules
 
 
 def _as_async(fn: Callable[[Job], Any]) -> Processor:

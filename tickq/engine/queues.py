@@ -27,7 +27,8 @@ class QueueConfig:
     durability: Durability
     max_attempts: int
     backoff: BackoffPolicy
-    #: a job still waiting this long after it was created fails as expired
+    #: a job still waiting this long after it became due (its run_at) fails as expired; counted
+    #: from run_at so that a job scheduled days ahead is not expired before its time
     expiry_s: float
     #: completed jobs are kept this long; 0 removes them on completion
     completed_retention_s: float

@@ -1,0 +1,99 @@
+"""Turning what a caller asks for into a job record: validation, defaults, keys, ids.
+
+Everything here runs before anything is written, so a refused job (or a refused batch) leaves no
+trace. Pure: the time and the id generator are passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tickq.engine.ids import IdGenerator
+from tickq.engine.job import Job
+from tickq.engine.registry import Registry
+from tickq.errors import JobDataError, ValidationError
+
+#: data larger than this is refused at enqueue (the journal is not a blob store)
+MAX_DATA_BYTES = 1_000_000
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class JobSpec:
+    """One job to enqueue; every field but `type` and `data` is optional."""
+
+    type: str
+    data: Any
+    priority: int | None = None
+    delay_s: float = 0.0
+    run_at: float | None = None
+    idempotency_key: str | None = None
+    tenant_id: str | None = None
+    user_id: str | None = None
+    max_attempts: int | None = None
+    expires_in_s: float | None = None
+    callback_url: str | None = None
+    ordering_key: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Enqueued:
+    job: Job
+    #: False when an idempotency key matched an existing job, which is returned instead
+    created: bool
+
+
+def build_job(registry: Registry, ids: IdGenerator, spec: JobSpec, now: float) -> Job:
+    """A new waiting job for `spec`, or a `ValidationError` naming what is wrong."""
+    reg = registry
+    jt = reg.job_type(spec.type)
+    cfg = reg.queue(jt.queue)
+    data = reg.validate_data(jt, spec.data)
+    priority = jt.priority if spec.priority is None else reg.validate_priority(spec.priority)
+    if spec.run_at is not None:
+        if not _is_number(spec.run_at) or not math.isfinite(spec.run_at):
+            raise ValidationError("run_at must be a finite time", code="invalid_run_at",
+                                  field="run_at")
+        run_at = max(now, spec.run_at)
+    else:
+        if (not _is_number(spec.delay_s) or not math.isfinite(spec.delay_s)
+                or spec.delay_s < 0):
+            raise ValidationError(f"delay must be >= 0 seconds, got {spec.delay_s!r}",
+                                  code="invalid_delay", field="delay")
+        run_at = now + spec.delay_s
+    max_attempts = spec.max_attempts or jt.max_attempts or cfg.max_attempts
+    if spec.max_attempts is not None and not (
+            isinstance(spec.max_attempts, int) and not isinstance(spec.max_attempts, bool)
+            and 1 <= spec.max_attempts <= 100):
+        raise ValidationError("max_attempts must be 1..100", code="invalid_max_attempts",
+                              field="max_attempts")
+    expires_in = cfg.expiry_s if spec.expires_in_s is None else spec.expires_in_s
+    if not _is_number(expires_in) or not expires_in > 0:
+        raise ValidationError("expires_in must be > 0 seconds", code="invalid_expiry",
+                              field="expires_in")
+    key = spec.idempotency_key
+    if key is not None:
+        if not isinstance(key, str) or not 1 <= len(key) <= 255:
+            raise ValidationError("idempotency key must be 1..255 characters",
+                                  code="invalid_idempotency_key", field="idempotency_key")
+    elif jt.key_rule is not None:
+        key = jt.key_rule(data, now)
+    try:
+        data_json = orjson.dumps(data)
+    except TypeError as exc:
+        raise JobDataError(f"data for {jt.name} is not JSON: {exc}", field="data") from None
+    if len(data_json) > MAX_DATA_BYTES:
+        raise JobDataError(f"data for {jt.name} is {len(data_json)} bytes; the limit is "
+                           f"{MAX_DATA_BYTES}", field="data")
+    return Job(id=ids.new(now), queue=jt.queue, type=jt.name, data_json=data_json,
+               priority=priority, max_attempts=max_attempts, run_at=run_at, created_at=now,
+               tenant_id=spec.tenant_id, user_id=spec.user_id, idempotency_key=key,
+               expires_at=run_at + expires_in, callback_url=spec.callback_url,
+               ordering_key=spec.ordering_key)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
