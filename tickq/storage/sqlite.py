@@ -14,7 +14,7 @@ import gc
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -45,6 +45,37 @@ def job_from_row(r: Sequence[Any]) -> Job:
                errors_json=r[15], created_at=r[16], started_at=r[17], finished_at=r[18],
                expires_at=r[19], callback_url=r[20], ordering_key=r[21], stalls=r[22],
                key_until=r[23])
+
+
+def _make_bulk_loader() -> Callable[[Iterable[Sequence[Any]], dict[str, str]], Iterator[Job]]:
+    """Jobs from journal rows, for loading a million at start-up.
+
+    Straight-line attribute sets instead of keyword arguments (about three times faster), and
+    the low-cardinality strings (queue, type, tenant) shared through `names`: sqlite3 makes a new
+    string for every row, which for a million jobs is a couple of hundred megabytes of copies of
+    "money" and "payment-process".
+    """
+    columns = [c.strip() for c in COLUMNS.split(",")]
+    attr = {"data": "data_json", "result": "result_json", "errors": "errors_json"}
+    shared = {"queue", "type", "tenant_id"}
+    lines = ["def load(rows, names):", "    for r in rows:", "        j = new(Job)"]
+    for i, col in enumerate(columns):
+        name = attr.get(col, col)
+        if col == "state":
+            value = f"STATES[r[{i}]]"
+        elif col in shared:
+            value = f"names.setdefault(r[{i}], r[{i}]) if r[{i}] is not None else None"
+        else:
+            value = f"r[{i}]"
+        lines.append(f"        j.{name} = {value}")
+    lines += ["        j.claim_token = 0", "        yield j"]
+    namespace: dict[str, Any] = {"Job": Job, "new": object.__new__, "STATES": _STATES}
+    exec("\n".join(lines), namespace)
+    loader: Callable[[Iterable[Sequence[Any]], dict[str, str]], Iterator[Job]] = namespace["load"]
+    return loader
+
+
+load_jobs = _make_bulk_loader()
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -127,7 +158,7 @@ class SqliteStore:
             index = JobIndex(queues)
             self._memory_queues = {n for n, q in queues.items()
                                    if q.durability is Durability.MEMORY}
-            loaded, stalled = await self._load(index, now)
+            loaded, stalled = self._load(index, now)
             fsync = {n for n, q in queues.items() if q.durability is Durability.FSYNC}
             committer = (ProcessCommitter(self.path) if self.writer == "process"
                          else InlineCommitter(self.path))
@@ -167,41 +198,37 @@ class SqliteStore:
         finally:
             conn.close()
 
-    async def _load(self, index: JobIndex, now: float) -> tuple[int, list[Job]]:
-        """Rebuild the index from the journal. Returns (live jobs loaded, jobs that were active)."""
-        assert self._reader is not None
-        conn = self._reader
-        stalled: list[Job] = []
-        loaded = 0
+    def _load(self, index: JobIndex, now: float) -> tuple[int, list[Job]]:
+        """Rebuild the index from the journal. Returns (live jobs loaded, jobs that were active).
+
+        Runs on the loop's thread with a plain connection, before the store takes any work:
+        handing a million rows across threads in batches cost more than reading them here."""
+        conn = sqlite3.connect(self.path)
         gc_was_enabled = gc.isenabled()
         gc.disable()  # a million new objects would otherwise trigger many useless collections
         try:
-            async with conn.execute(
-                    f"SELECT {COLUMNS} FROM jobs WHERE finished_at IS NULL") as cur:
-                while rows := await cur.fetchmany(20_000):
-                    for row in rows:
-                        job = job_from_row(row)
-                        if job.queue in self._memory_queues:
-                            continue
-                        index.add_loaded(job, now)
-                        loaded += 1
-                        if job.state is JobState.ACTIVE:
-                            stalled.append(job)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        async with conn.execute(
-                "SELECT queue, state, COUNT(*) FROM jobs WHERE finished_at IS NOT NULL "
-                "GROUP BY queue, state") as cur:
-            async for queue, state, n in cur:
+            memory = self._memory_queues
+            rows = conn.execute(f"SELECT {COLUMNS} FROM jobs WHERE finished_at IS NULL")
+            jobs = load_jobs(rows, {})
+            if memory:
+                jobs = (j for j in jobs if j.queue not in memory)
+            before = len(index.jobs)
+            stalled = index.load_many(jobs, now)
+            loaded = len(index.jobs) - before
+            for queue, state, n in conn.execute(
+                    "SELECT queue, state, COUNT(*) FROM jobs WHERE finished_at IS NOT NULL "
+                    "GROUP BY queue, state"):
                 if state in _STATES and _STATES[state] in FINAL_STATES:
                     index.add_final_count(queue, _STATES[state], n)
-        async with conn.execute(
-                "SELECT tenant_id, idempotency_key, id, key_until FROM jobs "
-                "WHERE key_until > ? AND idempotency_key IS NOT NULL AND state='completed'",
-                (now,)) as cur:
-            async for tenant, key, job_id, until in cur:
+            for tenant, key, job_id, until in conn.execute(
+                    "SELECT tenant_id, idempotency_key, id, key_until FROM jobs "
+                    "WHERE key_until > ? AND idempotency_key IS NOT NULL AND state='completed'",
+                    (now,)):
                 index.add_hold((tenant or "", key), job_id, until)
+        finally:
+            conn.close()
+            if gc_was_enabled:
+                gc.enable()
         return loaded, stalled
 
     async def _close_connections(self) -> None:
