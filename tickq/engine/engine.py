@@ -227,18 +227,20 @@ class Engine:
         results = await self.store.job_insert_many(jobs, now)
         woken: set[str] = set()
         emit = self.events.active
-        for r in results:
-            if r.created:
-                self.stats["enqueued"] += 1
+        created = 0
+        for job, new in results:
+            if new:
+                created += 1
                 if emit:
-                    self.events.emit(EventKind.ENQUEUED, r.job, now)
-                woken.add(r.job.queue)
+                    self.events.emit(EventKind.ENQUEUED, job, now)
+                woken.add(job.queue)
+        self.stats["enqueued"] += created
         for q in woken:
             runner = self._runners.get(q)
             if runner is not None:
                 runner.wake()
         # Copies: the store's records keep changing as the jobs run.
-        return [Enqueued(r.job.copy(), r.created) for r in results]
+        return [Enqueued(job.copy(), new) for job, new in results]
 
     # --- reads and operator actions ---------------------------------------------------------
 

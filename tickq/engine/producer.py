@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -39,8 +39,7 @@ class JobSpec:
     ordering_key: str | None = None
 
 
-@dataclass(slots=True, frozen=True)
-class Enqueued:
+class Enqueued(NamedTuple):
     job: Job
     #: False when an idempotency key matched an existing job, which is returned instead
     created: bool
@@ -54,24 +53,23 @@ def build_job(registry: Registry, ids: IdGenerator, spec: JobSpec, now: float) -
     data = reg.validate_data(jt, spec.data)
     priority = jt.priority if spec.priority is None else reg.validate_priority(spec.priority)
     if spec.run_at is not None:
-        if not _is_number(spec.run_at) or not math.isfinite(spec.run_at):
+        if not (type(spec.run_at) in _NUMBERS and -_INF < spec.run_at < _INF):
             raise ValidationError("run_at must be a finite time", code="invalid_run_at",
                                   field="run_at")
         run_at = max(now, spec.run_at)
     else:
-        if (not _is_number(spec.delay_s) or not math.isfinite(spec.delay_s)
-                or spec.delay_s < 0):
+        # One chained comparison rejects negatives, NaN and infinity alike.
+        if not (type(spec.delay_s) in _NUMBERS and 0 <= spec.delay_s < _INF):
             raise ValidationError(f"delay must be >= 0 seconds, got {spec.delay_s!r}",
                                   code="invalid_delay", field="delay")
         run_at = now + spec.delay_s
     max_attempts = spec.max_attempts or jt.max_attempts or cfg.max_attempts
     if spec.max_attempts is not None and not (
-            isinstance(spec.max_attempts, int) and not isinstance(spec.max_attempts, bool)
-            and 1 <= spec.max_attempts <= 100):
+            type(spec.max_attempts) is int and 1 <= spec.max_attempts <= 100):
         raise ValidationError("max_attempts must be 1..100", code="invalid_max_attempts",
                               field="max_attempts")
     expires_in = cfg.expiry_s if spec.expires_in_s is None else spec.expires_in_s
-    if not _is_number(expires_in) or not expires_in > 0:
+    if not (type(expires_in) in _NUMBERS and 0 < expires_in < _INF):
         raise ValidationError("expires_in must be > 0 seconds", code="invalid_expiry",
                               field="expires_in")
     key = spec.idempotency_key
@@ -95,5 +93,6 @@ def build_job(registry: Registry, ids: IdGenerator, spec: JobSpec, now: float) -
                ordering_key=spec.ordering_key)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+#: exact types on purpose: bool is an int subclass, and True is not a delay
+_NUMBERS = (int, float)
+_INF = math.inf

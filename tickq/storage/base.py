@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from tickq.engine.job import Job
 from tickq.engine.outcome import Settle
@@ -25,8 +25,7 @@ from tickq.engine.queues import QueueConfig, QueueCounts
 from tickq.engine.states import JobState
 
 
-@dataclass(slots=True, frozen=True)
-class InsertResult:
+class InsertResult(NamedTuple):
     """The job an insert ended with; `created` is False when an idempotency key matched."""
 
     job: Job
