@@ -173,7 +173,7 @@ class ProcessCommitter:
     Two batches may be in flight: while the writer commits one, the next is already on its way,
     so neither process waits for the other."""
 
-    max_inflight = 4
+    max_inflight = 2
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
