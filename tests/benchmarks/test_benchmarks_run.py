@@ -1,0 +1,22 @@
+"""The benchmarks still run (tiny sizes; the figures themselves are not checked here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_engine_throughput_benchmark_runs_every_scenario() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "engine_throughput.py"), "--jobs", "400",
+         "--batch", "100", "--concurrency", "16", "--producers", "10",
+         "--restart-jobs", "2000"],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    lines = out.splitlines()
+    for scenario in ("money (", "money-single", "communication", "background"):
+        assert any(line.startswith(scenario) and "jobs/s" in line for line in lines), out
+    assert any("restart with 2,000 waiting jobs" in line and "ready in" in line
+               for line in lines), out
