@@ -2,8 +2,8 @@
 
 Two families: errors the API raises at its caller (`TickqError` and subclasses, each with a
 machine-readable `code`), and errors a processor raises to tell the engine what happened
-(`RetryableError`, `PermanentError`, `RateLimited`, `CircuitOpen`). Any other exception a
-processor raises is treated as retryable.
+(`RetryableError` and its `ProviderError`, `PermanentError`, `RateLimited`, `CircuitOpen`). Any
+other exception a processor raises is treated as retryable.
 """
 
 from __future__ import annotations
@@ -108,6 +108,27 @@ class PermanentError(ProcessorError):
     """Retrying cannot help (card declined, invalid request): straight to the dead-letter queue."""
 
     retryable = False
+
+
+class ProviderError(RetryableError):
+    """A call to an external provider failed on the provider's side.
+
+    `status` is the HTTP status when there was a response (None when there was none: reset,
+    DNS failure, no reply). A 5xx or no response counts against the provider's circuit breaker;
+    a 4xx is the request's fault, so it is retried like any `RetryableError` but says nothing
+    about the provider's health.
+    """
+
+    def __init__(self, message: str = "provider error", *, status: int | None = None,
+                 provider: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+        self.provider = provider
+
+    @property
+    def is_fault(self) -> bool:
+        """True when the provider itself is failing (no response, or a 5xx)."""
+        return self.status is None or self.status >= 500
 
 
 class RateLimited(ProcessorError):

@@ -46,7 +46,6 @@ from hypothesis.stateful import (
 from tickq.clock import FakeClock
 from tickq.engine import backoff
 from tickq.engine.engine import Engine
-from tickq.engine.producer import JobSpec
 from tickq.engine.job import Job
 from tickq.engine.outcome import (
     Cancelled,
@@ -58,6 +57,7 @@ from tickq.engine.outcome import (
     Success,
     decide,
 )
+from tickq.engine.producer import JobSpec
 from tickq.engine.queues import Durability, QueueConfig
 from tickq.engine.registry import JobType, Registry
 from tickq.engine.states import JobState
@@ -113,6 +113,7 @@ class Expected:
     expires_at: float | None
     hold: HoldKey | None
     created_at: float = 0.0
+    tenant: str = ""
     token: int = 0
     lease_until: float | None = None
     stalls: int = 0
@@ -208,6 +209,41 @@ class JobLifecycle(RuleBasedStateMachine):
                 out.append((job_id, token))
         return out
 
+    @staticmethod
+    def _check_dispatch_order(claimed: list[Expected], expired: list[Expected],
+                              remaining: list[Expected], limit: int) -> None:
+        """Highest priority first; within a priority, tenants in turn (each claim or expiry is
+        one turn); within a tenant, oldest run_at then id; nothing due skipped."""
+        prios = [m.priority for m in claimed]
+        assert prios == sorted(prios, reverse=True), "claims out of priority order"
+        if len(claimed) < limit:
+            assert not remaining, f"{len(claimed)} < {limit} claimed but due jobs are left"
+        elif remaining and claimed:
+            assert max(m.priority for m in remaining) <= claimed[-1].priority, \
+                "a due job of a higher priority than the last claim was skipped"
+        turns: dict[tuple[int, str], list[tuple[float, str]]] = {}
+        for m in claimed + expired:
+            turns.setdefault((m.priority, m.tenant), []).append((m.run_at, m.id))
+        for m_prio, m_tenant in {(m.priority, m.tenant) for m in claimed}:
+            got = [(m.run_at, m.id) for m in claimed
+                   if m.priority == m_prio and m.tenant == m_tenant]
+            assert got == sorted(got), f"tenant {m_tenant!r}: claims out of run_at/id order"
+        for (prio, tenant), taken in turns.items():
+            left = [(m.run_at, m.id) for m in remaining
+                    if m.priority == prio and m.tenant == tenant]
+            assert not left or min(left) > max(taken), \
+                f"tenant {tenant!r} at priority {prio}: a job ahead of its last turn was skipped"
+        for prio in {m.priority for m in claimed}:
+            counts = {t: len(v) for (p, t), v in turns.items() if p == prio}
+            for m in remaining:
+                if m.priority == prio:
+                    counts.setdefault(m.tenant, 0)
+            for tenant, n in counts.items():
+                still_due = any(m.priority == prio and m.tenant == tenant for m in remaining)
+                if still_due:
+                    assert n >= max(counts.values()) - 1, \
+                        f"tenant {tenant!r} got {n} turns at priority {prio}: {counts}"
+
     def _release(self, m: Expected) -> None:
         if m.hold is not None and self.holds.get(m.hold, ("", 0.0))[0] == m.id:
             del self.holds[m.hold]
@@ -300,7 +336,8 @@ class JobLifecycle(RuleBasedStateMachine):
             self.jobs[job.id] = Expected(
                 id=job.id, queue=job.queue, type=job.type, state=W, attempts=0,
                 max_attempts=job.max_attempts, priority=spec["priority"], run_at=job.run_at,
-                expires_at=job.expires_at, hold=hk, created_at=job.created_at)
+                expires_at=job.expires_at, hold=hk, created_at=job.created_at,
+                tenant=job.tenant_id or "")
             if hk is not None:
                 self.holds[hk] = (job.id, INF)
 
@@ -332,19 +369,12 @@ class JobLifecycle(RuleBasedStateMachine):
         assert len(ids) == len(set(ids)), ids
         for job_id in ids:
             assert job_id in due, f"{job_id} was not a due waiting job of {queue}"
-        orders = [due[c[0]].order() for c in claimed]
-        assert orders == sorted(orders), "claims out of dispatch order"
-        remaining = [m.order() for i, m in due.items() if i not in ids]
-        if len(claimed) < limit:
-            assert not remaining, f"{len(claimed)} < {limit} claimed but due jobs are left"
-        elif remaining:
-            assert min(remaining) > orders[-1], "a due job ahead of the last claim was skipped"
+        self._check_dispatch_order([due[c[0]] for c in claimed], [due[e[0]] for e in expired],
+                                   [m for i, m in due.items() if i not in ids], limit)
         for job_id, state in expired:
             m = due[job_id]
             assert state is F
             assert m.expires_at is not None and m.expires_at <= now, m
-            if len(claimed) == limit:
-                assert m.order() < orders[-1], "an expiry was found past the last claim"
             m.state = F
             m.errors += 1
             self._release(m)

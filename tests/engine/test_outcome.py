@@ -202,7 +202,7 @@ def test_attempts_never_exceed_max_over_any_sequence_of_outcomes(max_attempts: i
         assert job.attempts < job.max_attempts
         now = max(now, job.run_at)
         before = job.attempts
-        claimed, expired = index.fetch("money", 1, now, MONEY.lease_s)
+        claimed, expired, _ = index.fetch("money", 1, now, MONEY.lease_s)
         assert (claimed, expired) == ([job], [])
         assert job.attempts == before + 1 <= max_attempts
         last = step

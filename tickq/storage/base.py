@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from tickq.engine.gate import Deferral, Gate
 from tickq.engine.job import Job
 from tickq.engine.outcome import Settle
 from tickq.engine.queues import QueueConfig, QueueCounts
@@ -38,6 +39,8 @@ class FetchResult:
     claimed: list[Job]
     #: waiting jobs found past `expires_at`; now failed
     expired: list[Job]
+    #: jobs the gate refused, parked (still waiting, no attempt spent) until unparked
+    deferred: list[tuple[Job, Deferral]] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)
@@ -96,9 +99,15 @@ class Store(Protocol):
     async def job_get(self, job_id: str) -> Job | None: ...
 
     async def job_fetch_available(self, queue: str, limit: int, now: float,
-                                  lease_s: float) -> FetchResult:
+                                  lease_s: float, gate: Gate | None = None) -> FetchResult:
         """Claim up to `limit` waiting jobs of `queue` with run_at <= now, highest priority
-        first, then oldest run_at, then id."""
+        first; within a priority, tenants in turn; within a tenant, oldest run_at, then id.
+        A job `gate` refuses is parked in the lot it names instead of claimed, so jobs of other
+        providers behind it still run."""
+        ...
+
+    async def job_unpark(self, key: str, n: int, now: float) -> int:
+        """Make up to `n` jobs parked in lot `key` claimable again; returns how many."""
         ...
 
     async def job_settle_many(self, settles: Sequence[Settle]) -> list[Job]:

@@ -1,8 +1,11 @@
 """The in-memory scheduling index behind the memory and SQLite stores.
 
-Scheduling state lives here: per queue, a heap of ready jobs ordered (priority desc, run_at, id)
-and a heap of delayed jobs ordered by run_at; the live jobs by id; idempotency key holds. The SQLite
-store journals what this index does; the memory store is this index alone.
+Scheduling state lives here, per queue: the ready jobs by priority level, and within a level one
+heap per tenant, ordered (run_at, id), served round robin so that one tenant's burst cannot starve
+another tenant's single job (deficit round robin with a quantum of one job); a heap of delayed jobs
+ordered by run_at; parking lots for jobs whose provider cannot take them now. Also the live jobs
+by id and the idempotency key holds. The SQLite store journals what this index does; the memory
+store is this index alone.
 
 Heaps use lazy deletion: an entry is valid only while its job is still waiting with the run_at
 (and priority) the entry was pushed with. A job is re-pushed on every re-queue, so a stale entry
@@ -13,9 +16,11 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
+from tickq.engine.gate import Deferral, Gate
 from tickq.engine.job import ErrorEntry, Job, append_error
 from tickq.engine.outcome import Settle, SettleKind
 from tickq.engine.queues import Durability, QueueConfig, QueueCounts
@@ -31,7 +36,7 @@ INF: Final = math.inf
 #: columns each; the journal writes those alone unless the job changed in other ways too.
 OP_INSERT, OP_UPDATE, OP_DELETE, OP_CLAIM, OP_COMPLETE = 0, 1, 2, 3, 4
 
-ReadyEntry = tuple[int, float, str, Job]
+ReadyEntry = tuple[int, float, str, Job]  # (-priority, run_at, id, job): dispatch order
 DelayedEntry = tuple[float, str, Job]
 HoldKey = tuple[str, str]
 
@@ -52,12 +57,29 @@ def hold_key(job: Job) -> HoldKey | None:
     return (job.tenant_id or "", job.idempotency_key)
 
 
-class _Queue:
-    __slots__ = ("counts", "delayed", "finished", "ready")
+TenantEntry = tuple[float, str, Job]
+
+
+class _Level:
+    """The ready jobs of one priority: a heap per tenant and the round-robin order of tenants."""
+
+    __slots__ = ("rr", "tenants")
 
     def __init__(self) -> None:
-        self.ready: list[ReadyEntry] = []
+        self.tenants: dict[str, list[TenantEntry]] = {}
+        self.rr: deque[str] = deque()
+
+
+class _Queue:
+    __slots__ = ("counts", "delayed", "finished", "levels", "parked", "prios")
+
+    def __init__(self) -> None:
+        self.levels: dict[int, _Level] = {}
+        #: priorities with a level, highest first
+        self.prios: list[int] = []
         self.delayed: list[DelayedEntry] = []
+        #: parking lot key -> heap of jobs in dispatch order
+        self.parked: dict[str, list[ReadyEntry]] = {}
         self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         #: finished jobs held in memory, in the order they finished (retention walks it from
         #: the oldest and stops at the first one it must keep)
@@ -102,7 +124,7 @@ class JobIndex:
         """Make a waiting job visible to `fetch`."""
         q = self._queue(job.queue)
         if job.run_at <= now:
-            heapq.heappush(q.ready, (-job.priority, job.run_at, job.id, job))
+            _push_ready(q, job)
         else:
             heapq.heappush(q.delayed, (job.run_at, job.id, job))
 
@@ -137,15 +159,18 @@ class JobIndex:
                     holds[key] = KeyHold(job.id, job.key_until)
             if state is W:
                 if job.run_at <= now:
-                    q.ready.append((-job.priority, job.run_at, job.id, job))
+                    _append_ready(q, job)
                 else:
                     q.delayed.append((job.run_at, job.id, job))
                 touched.add(job.queue)
             elif state is A:
                 active.append(job)
         for name in touched:
-            heapq.heapify(self._q[name].ready)
-            heapq.heapify(self._q[name].delayed)
+            q = self._q[name]
+            for level in q.levels.values():
+                for heap in level.tenants.values():
+                    heapq.heapify(heap)
+            heapq.heapify(q.delayed)
         return active
 
     def add_hold(self, key: HoldKey, job_id: str, until: float) -> None:
@@ -182,37 +207,86 @@ class JobIndex:
 
     # --- claim -----------------------------------------------------------------------------
 
-    def fetch(self, queue: str, limit: int, now: float,
-              lease_s: float) -> tuple[list[Job], list[Job]]:
+    def fetch(self, queue: str, limit: int, now: float, lease_s: float,
+              gate: Gate | None = None
+              ) -> tuple[list[Job], list[Job], list[tuple[Job, Deferral]]]:
+        """Claim up to `limit` jobs: highest priority first; within a priority, tenants in
+        turn; within a tenant, oldest run_at, then id. Returns (claimed, expired, deferred):
+        expired jobs failed; deferred ones were parked because `gate` refused them."""
         q = self._queue(queue)
-        ready, delayed = q.ready, q.delayed
+        delayed = q.delayed
         while delayed and delayed[0][0] <= now:
             run_at, _, job = heapq.heappop(delayed)
             if job.state is W and job.run_at == run_at:
-                heapq.heappush(ready, (-job.priority, run_at, job.id, job))
+                _push_ready(q, job)
         claimed: list[Job] = []
         expired: list[Job] = []
+        deferred: list[tuple[Job, Deferral]] = []
         counts = q.counts
         lease_until = now + lease_s
-        while ready and len(claimed) < limit:
-            neg_prio, run_at, _, job = heapq.heappop(ready)
-            if job.state is not W or job.run_at != run_at or job.priority != -neg_prio:
-                continue
-            if job.expires_at is not None and job.expires_at <= now:
-                self._expire(job, now)
-                expired.append(job)
-                continue
-            counts[W] -= 1
-            counts[A] += 1
-            job.state = A
-            job.attempts += 1
-            self._token += 1
-            job.claim_token = self._token
-            job.lease_until = lease_until
-            job.started_at = now
-            self._changed(job, OP_CLAIM)
-            claimed.append(job)
-        return claimed, expired
+        for prio in q.prios:
+            if len(claimed) >= limit:
+                break
+            level = q.levels[prio]
+            rr, tenants = level.rr, level.tenants
+            while rr and len(claimed) < limit:
+                tenant = rr[0]
+                heap = tenants[tenant]
+                run_at, _, job = heapq.heappop(heap)
+                stale = job.state is not W or job.run_at != run_at or job.priority != prio
+                if not heap:
+                    rr.popleft()
+                    del tenants[tenant]
+                elif not stale:
+                    rr.rotate(-1)  # quantum of one job: the next turn is the next tenant's
+                if stale:
+                    continue
+                if job.expires_at is not None and job.expires_at <= now:
+                    self._expire(job, now)
+                    expired.append(job)
+                    continue
+                if gate is not None:
+                    refusal = gate(job, now)
+                    if refusal is not None:
+                        heapq.heappush(q.parked.setdefault(refusal.key, []),
+                                       (-prio, run_at, job.id, job))
+                        deferred.append((job, refusal))
+                        continue
+                self._claim(job, counts, lease_until, now)
+                claimed.append(job)
+        _drop_empty_levels(q)
+        return claimed, expired, deferred
+
+    def unpark(self, key: str, n: int, now: float) -> int:
+        """Put back up to `n` parked jobs of lot `key` (best first, across queues) to be claimed
+        again; returns how many came back."""
+        back = 0
+        for q in self._q.values():
+            lot = q.parked.get(key)
+            while lot and back < n:
+                neg_prio, run_at, _, job = heapq.heappop(lot)
+                if job.state is W and job.run_at == run_at and job.priority == -neg_prio:
+                    _push_ready(q, job)
+                    back += 1
+            if lot is not None and not lot:
+                del q.parked[key]
+        return back
+
+    def parked(self, key: str) -> int:
+        """How many entries lot `key` holds (stale ones included)."""
+        return sum(len(q.parked.get(key, ())) for q in self._q.values())
+
+    def _claim(self, job: Job, counts: dict[JobState, int], lease_until: float,
+               now: float) -> None:
+        counts[W] -= 1
+        counts[A] += 1
+        job.state = A
+        job.attempts += 1
+        self._token += 1
+        job.claim_token = self._token
+        job.lease_until = lease_until
+        job.started_at = now
+        self._changed(job, OP_CLAIM)
 
     def _expire(self, job: Job, now: float) -> None:
         self._move(job, F)
@@ -233,7 +307,7 @@ class JobIndex:
         return None
 
     def has_ready(self, queue: str) -> bool:
-        return bool(self._queue(queue).ready)
+        return any(level.rr for level in self._queue(queue).levels.values())
 
     # --- the end of a run ------------------------------------------------------------------
 
@@ -446,3 +520,39 @@ def matches(job: Job, q: JobQuery) -> bool:
     if q.after is not None:
         return job.id < q.after if q.newest_first else job.id > q.after
     return True
+
+
+def _push_ready(q: _Queue, job: Job) -> None:
+    level = q.levels.get(job.priority)
+    if level is None:
+        level = q.levels[job.priority] = _Level()
+        q.prios.append(job.priority)
+        q.prios.sort(reverse=True)
+    tenant = job.tenant_id or ""
+    heap = level.tenants.get(tenant)
+    if heap is None:
+        heap = level.tenants[tenant] = []
+        level.rr.append(tenant)
+    heapq.heappush(heap, (job.run_at, job.id, job))
+
+
+def _append_ready(q: _Queue, job: Job) -> None:
+    """Like `_push_ready` without keeping the heap property (the caller heapifies after)."""
+    level = q.levels.get(job.priority)
+    if level is None:
+        level = q.levels[job.priority] = _Level()
+        q.prios.append(job.priority)
+        q.prios.sort(reverse=True)
+    tenant = job.tenant_id or ""
+    heap = level.tenants.get(tenant)
+    if heap is None:
+        heap = level.tenants[tenant] = []
+        level.rr.append(tenant)
+    heap.append((job.run_at, job.id, job))
+
+
+def _drop_empty_levels(q: _Queue) -> None:
+    if any(not q.levels[p].rr for p in q.prios):
+        q.prios = [p for p in q.prios if q.levels[p].rr]
+        for p in [p for p in q.levels if p not in q.prios]:
+            del q.levels[p]

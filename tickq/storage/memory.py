@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from tickq.engine.gate import Gate
 from tickq.engine.job import Job
 from tickq.engine.outcome import Settle
 from tickq.engine.queues import QueueConfig, QueueCounts
@@ -53,9 +54,11 @@ class MemoryStore:
         return None if job is None else job.copy()
 
     async def job_fetch_available(self, queue: str, limit: int, now: float,
-                                  lease_s: float) -> FetchResult:
-        claimed, expired = self.index.fetch(queue, limit, now, lease_s)
-        return FetchResult(claimed, expired)
+                                  lease_s: float, gate: Gate | None = None) -> FetchResult:
+        return FetchResult(*self.index.fetch(queue, limit, now, lease_s, gate))
+
+    async def job_unpark(self, key: str, n: int, now: float) -> int:
+        return self.index.unpark(key, n, now)
 
     async def job_settle_many(self, settles: Sequence[Settle]) -> list[Job]:
         index = self.index

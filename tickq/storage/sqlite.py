@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from tickq.engine.gate import Gate
 from tickq.engine.job import Job
 from tickq.engine.outcome import Settle
 from tickq.engine.queues import Durability, QueueConfig, QueueCounts
@@ -325,11 +326,14 @@ class SqliteStore:
         return job
 
     async def job_fetch_available(self, queue: str, limit: int, now: float,
-                                  lease_s: float) -> FetchResult:
-        claimed, expired = self.index.fetch(queue, limit, now, lease_s)
+                                  lease_s: float, gate: Gate | None = None) -> FetchResult:
+        claimed, expired, deferred = self.index.fetch(queue, limit, now, lease_s, gate)
         if claimed or expired:
             await self._durable()
-        return FetchResult(claimed, expired)
+        return FetchResult(claimed, expired, deferred)
+
+    async def job_unpark(self, key: str, n: int, now: float) -> int:
+        return self.index.unpark(key, n, now)
 
     async def job_settle_many(self, settles: Sequence[Settle]) -> list[Job]:
         index = self.index
