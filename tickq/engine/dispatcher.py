@@ -126,7 +126,8 @@ class QueueRunner:
                 continue
             now = clock.now()
             try:
-                res = await store.job_fetch_available(self.name, want, now, self.cfg.lease_s)
+                res = await store.job_fetch_available(self.name, want, now, self.cfg.lease_s,
+                                                      engine.providers)
             except Exception:
                 log.exception("claiming jobs failed", extra={"event": "fetch_failed",
                                                              "queue": self.name})
@@ -134,6 +135,8 @@ class QueueRunner:
                 continue
             if res.expired:
                 engine._on_expired(res.expired, now)
+            if res.deferred:
+                engine._on_deferred(res.deferred, now)
             if res.claimed:
                 engine._on_claimed(res.claimed, now)
                 if self.stopping:

@@ -18,13 +18,17 @@ from typing import Any, TypeVar
 
 from tickq.clock import Clock, SystemClock
 from tickq.engine.backoff import BackoffPolicy
+from tickq.engine.breaker import BreakerBoard
 from tickq.engine.dispatcher import QueueRunner
 from tickq.engine.events import EventBus, EventKind
+from tickq.engine.gate import Deferral
 from tickq.engine.ids import IdGenerator
 from tickq.engine.job import Job
 from tickq.engine.jobtypes import BUILTIN_TYPES
-from tickq.engine.outcome import Outcome, Settle, SettleKind, decide
+from tickq.engine.limiter import RateLimiter
+from tickq.engine.outcome import Failure, Outcome, Settle, SettleKind, Success, decide
 from tickq.engine.producer import Enqueued, JobSpec, build_job
+from tickq.engine.providers import ProviderGate
 from tickq.engine.queues import QueueConfig, QueueCounts
 from tickq.engine.registry import JobType, Registry
 from tickq.engine.retention import retention_rules
@@ -60,6 +64,7 @@ class Engine:
                  clock: Clock | None = None, rng: random.Random | None = None,
                  concurrency: dict[str, int] | None = None,
                  prefetch: dict[str, int] | None = None,
+                 limiter: RateLimiter | None = None, breakers: BreakerBoard | None = None,
                  shutdown_grace_s: float = 30.0, maintenance_interval_s: float = 1.0,
                  retention_interval_s: float = 300.0, settle_batch: int = 4096) -> None:
         self.store = store
@@ -84,6 +89,9 @@ class Engine:
         self._interrupts: dict[str, str] = {}
         self._aborting = False
         self._settler = Settler(store, self._after_settle, settle_batch)
+        self.providers = ProviderGate(
+            limiter or RateLimiter(), breakers or BreakerBoard(), self.clock,
+            provider_of=self._provider_of, unpark=self._unpark, on_unparked=self._wake_all)
         self._settle_task: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._waiters: dict[str, list[asyncio.Future[Job]]] = {}
@@ -182,6 +190,7 @@ class Engine:
                 await asyncio.gather(*pending, return_exceptions=True)
         for runner in self._runners.values():
             await runner.stop_watchdog()
+        self.providers.close()
         # Interrupted runs recorded their snooze; write everything out before closing.
         await self._settler.flush()
         side_tasks = [t for t in (self._settle_task, self._maintenance) if t is not None]
@@ -346,6 +355,26 @@ class Engine:
         runner = self._runners.get(queue)
         return bool(runner and runner.paused)
 
+    # --- providers ------------------------------------------------------------------------------
+
+    def emergency_stop(self, provider: str | None = None) -> None:
+        """Stop starting jobs that draw on `provider` (all providers when None) until
+        `resume_provider`. Running jobs finish; waiting ones wait without spending attempts."""
+        self.providers.limiter.emergency_stop(provider)
+        log.warning("emergency stop", extra={"event": "emergency_stop",
+                                             "provider": provider or "*"})
+
+    def resume_provider(self, provider: str | None = None) -> None:
+        self.providers.limiter.resume(provider)
+        log.warning("emergency stop lifted", extra={"event": "emergency_resume",
+                                                    "provider": provider or "*"})
+
+    def reset_provider(self, provider: str) -> None:
+        """Full tokens, no cooldown and a closed breaker for `provider`."""
+        self.providers.limiter.reset(provider, self.clock.now())
+        self.providers.breakers.reset(provider)
+        self.providers.kick(self.providers.limiter.bucket_of(provider))
+
     async def set_progress(self, job: Job, progress: int) -> None:
         """Report a running job's progress (0-100)."""
         if await self.store.job_progress(job.id, job.claim_token, progress):
@@ -372,6 +401,29 @@ class Engine:
             self.events.emit(EventKind.EXPIRED, job, now, "expired")
             self._resolve(job)
 
+    def _provider_of(self, type_name: str) -> str | None:
+        rt = self._runtimes.get(type_name)
+        if rt is None:
+            try:
+                queue = self.registry.job_type(type_name).queue
+            except TickqError:
+                return None
+            rt = self._runtimes[type_name] = self._make_runtime(type_name, queue)
+        return rt.provider
+
+    async def _unpark(self, lot: str, n: int) -> int:
+        return await self.store.job_unpark(lot, n, self.clock.now())
+
+    def _wake_all(self) -> None:
+        for runner in self._runners.values():
+            runner.wake()
+
+    def _on_deferred(self, deferred: list[tuple[Job, Deferral]], now: float) -> None:
+        self.stats["deferred"] += len(deferred)
+        if self.events.active:
+            for job, why in deferred:
+                self.events.emit(EventKind.DEFERRED, job, now, why.reason)
+
     def _runtime(self, type_name: str, cfg: QueueConfig) -> tuple[Processor | None, float]:
         rt = self._runtimes.get(type_name)
         if rt is None:
@@ -385,14 +437,18 @@ class Engine:
             # A job of a type this process does not know (left by another version, say): it
             # fails as not configured rather than taking its worker down.
             cfg = self.registry.queue(queue)
-            return _Runtime(None, cfg.timeout_s, cfg.backoff, 86_400.0)
+            return _Runtime(None, cfg.timeout_s, cfg.backoff, 86_400.0, None)
         cfg = self.registry.queue(jt.queue)
         return _Runtime(self._processors.get(type_name), jt.timeout_s or cfg.timeout_s,
-                        jt.backoff or cfg.backoff, jt.key_ttl_s)
+                        jt.backoff or cfg.backoff, jt.key_ttl_s, jt.provider)
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         """Turn the end of a run into its store write (queued for the settler)."""
         rt = self._runtimes.get(job.type) or self._make_runtime(job.type, job.queue)
+        if isinstance(outcome, Failure):
+            self.providers.finished(job.id, outcome.error)
+        else:
+            self.providers.finished(job.id, None, ran=isinstance(outcome, Success))
         settle = decide(outcome, job, self.clock.now(), max_attempts=job.max_attempts,
                         policy=rt.policy, key_ttl_s=rt.key_ttl_s, rng=self.rng)
         self._finish_settle(settle, job)
@@ -401,6 +457,7 @@ class Engine:
         """Give claimed jobs that never started back to waiting, attempt refunded."""
         now = self.clock.now()
         for job in jobs:
+            self.providers.finished(job.id, None, ran=False)
             self._finish_settle(Settle(job_id=job.id, token=job.claim_token, at=now,
                                        kind=SettleKind.SNOOZE, run_at=job.run_at,
                                        reason="shutdown"), job)
@@ -487,9 +544,11 @@ class Engine:
                 log.info("finished jobs past retention removed",
                          extra={"event": "pruned", "count": removed})
         rescued = await self.store.job_rescue_stuck(now)
+        await self.providers.sweep()
         for job in rescued:
             self.stats["stalled"] += 1
             self._claims.pop(job.id, None)
+            self.providers.finished(job.id, None, ran=False)
             self.events.emit(EventKind.STALLED, job, now, "lease expired")
             if job.state in FINAL_STATES:
                 self._resolve(job)
@@ -505,6 +564,7 @@ class _Runtime:
     timeout_s: float
     policy: BackoffPolicy
     key_ttl_s: float
+    provider: str | None
 
 
 def _as_async(fn: Callable[[Job], Any]) -> Processor:
