@@ -77,7 +77,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         store = open_store(settings.database_url)
     except ConfigError as exc:
         return fail(f"invalid configuration:\n{exc}", EXIT_CONFIG)
-    engine = Engine(store, shutdown_grace_s=settings.shutdown_grace_s)
+    from tickq.engine.limiter import RateLimiter
+
+    engine = Engine(store, shutdown_grace_s=settings.shutdown_grace_s,
+                    limiter=RateLimiter(settings.rate_limits()))
     try:
         asyncio.run(serve(settings, engine))
     except TickqError as exc:  # journal in use, port taken, journal unreadable

@@ -15,6 +15,7 @@ import pydantic
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
+from tickq.engine.limits import ENV_VARS, LimitConfig, limits_from_env
 from tickq.errors import ConfigError
 
 Environment = Literal["development", "production", "staging", "test"]
@@ -30,6 +31,7 @@ _EXPECTED: dict[str, str] = {
     "TICKQ_ENV": "must be one of development, production, staging, test",
     "LOG_LEVEL": "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
     "TICKQ_SHUTDOWN_GRACE_S": "must be a number of seconds from 0 to 3600",
+    **{var: "must be a positive number of requests per second" for var in ENV_VARS},
 }
 
 
@@ -57,6 +59,22 @@ class Settings(BaseSettings):
     #: TICKQ_SHUTDOWN_GRACE_S: how long a shutdown lets running jobs finish
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False,
                                     validation_alias="TICKQ_SHUTDOWN_GRACE_S")
+    #: RATE_LIMIT_<PROVIDER>: requests per second for that provider's bucket (burst,
+    #: concurrency and cooldown keep the defaults of tickq/engine/limits.py)
+    rate_limit_stripe: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                            validation_alias="RATE_LIMIT_STRIPE")
+    rate_limit_sendgrid: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                              validation_alias="RATE_LIMIT_SENDGRID")
+    rate_limit_twilio: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                            validation_alias="RATE_LIMIT_TWILIO")
+    rate_limit_solana: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                            validation_alias="RATE_LIMIT_SOLANA")
+    rate_limit_square: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                            validation_alias="RATE_LIMIT_SQUARE")
+    rate_limit_quickbooks: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                                validation_alias="RATE_LIMIT_QUICKBOOKS")
+    rate_limit_internal: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                              validation_alias="RATE_LIMIT_INTERNAL")
 
     @model_validator(mode="before")
     @classmethod
@@ -101,6 +119,11 @@ class Settings(BaseSettings):
             raise ValueError("TICKQ_DATABASE_URL: memory:// loses every job on restart and is "
                              "not allowed when TICKQ_ENV=production")
         return self
+
+    def rate_limits(self) -> dict[str, LimitConfig]:
+        """The provider limits: the defaults with every RATE_LIMIT_* that is set applied."""
+        rates = {var: getattr(self, f"rate_limit_{bucket}") for var, bucket in ENV_VARS.items()}
+        return limits_from_env({var: str(rate) for var, rate in rates.items() if rate})
 
     @property
     def is_development(self) -> bool:

@@ -1,0 +1,1 @@
+"""Processors for the platform's job types, one module per integration."""
