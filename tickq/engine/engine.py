@@ -315,6 +315,7 @@ class Engine:
             for buffered in list(runner.buffer):
                 if buffered.id == job.id:
                     runner.buffer.remove(buffered)
+                    self.providers.finished(job.id, None, ran=False)
                     self._finish_settle(Settle(job_id=job.id, token=buffered.claim_token, at=now,
                                                kind=SettleKind.CANCEL, reason="cancelled"),
                                         buffered)
@@ -537,6 +538,7 @@ class Engine:
             for job_id in lost:
                 # Someone else settled or rescued it; a late write from us would be dropped anyway.
                 self._claims.pop(job_id, None)
+                self.providers.finished(job_id, None, ran=False)
         if now - self._last_prune >= self.retention_interval_s:
             self._last_prune = now
             removed = await self.store.job_prune(self.retention_rules(now))

@@ -47,7 +47,10 @@ class ProviderGate:
         self._lots: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task[None]] = set()
+        #: counters for metrics: parked jobs by reason, breaker transitions by (bucket, state);
+        #: the limiter keeps its own per-bucket decision counts (`limiter.stats`)
         self.deferrals: dict[str, int] = {}
+        self.transitions: dict[tuple[str, str], int] = {}
         limiter.add_waker(self.kick)
         breakers.on_transition = self._breaker_moved
 
@@ -98,9 +101,11 @@ class ProviderGate:
             self._wake_at(lot, self._clock.now())
 
     def _breaker_moved(self, key: str, transition: BreakerTransition) -> None:
+        moved = (key, transition.dst.value)
+        self.transitions[moved] = self.transitions.get(moved, 0) + 1
         log.warning("circuit breaker changed", extra={
-            "event": "breaker", "provider": key, "from": str(transition[0]),
-            "to": str(transition[1])})
+            "event": "breaker", "provider": key, "from": transition.src.value,
+            "to": transition.dst.value})
         self.kick(key)
 
     def _wake_at(self, lot: str, at: float) -> None:
