@@ -27,8 +27,9 @@ from tickq.engine.queues import Durability, QueueConfig, QueueCounts
 from tickq.engine.states import FINAL_STATES, JobState
 from tickq.errors import JobNotFoundError, StoreClosedError, StoreLockedError
 from tickq.storage.base import FetchResult, InsertResult, JobQuery, OpenReport, PruneRule
+from tickq.storage.committers import Committer, InlineCommitter, ProcessCommitter
 from tickq.storage.index import JobIndex, matches
-from tickq.storage.journal import Committer, InlineCommitter, Journal, ProcessCommitter
+from tickq.storage.journal import Journal
 
 log = logging.getLogger(__name__)
 
