@@ -15,6 +15,9 @@ from pathlib import Path
 from tickq.errors import ConfigError, TickqError
 from tickq.settings import Settings, load_settings, sqlite_url
 
+#: the roles a token may carry (kept here so that `--help` needs no HTTP imports)
+ROLES = ("admin", "monitoring", "service", "user", "venue_admin")
+
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 Command = Callable[[argparse.Namespace], int]
@@ -38,6 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", type=_host, help="address to listen on (overrides HOST)")
     serve.add_argument("--port", type=_port, help="port to listen on (overrides PORT)")
     serve.set_defaults(run=cmd_serve)
+
+    token = commands.add_parser(
+        "token", help="mint an API token signed with JWT_SECRET",
+        description="Print a bearer token for the API, signed (HS256) with the configured "
+                    "JWT_SECRET. Deployments that verify with JWT_PUBLIC_KEY get their tokens "
+                    "from whoever holds the private key.")
+    token.add_argument("--role", required=True, choices=sorted(ROLES))
+    token.add_argument("--tenant", required=True, type=_claim, help="tenant id (tenantId)")
+    token.add_argument("--user", type=_claim, default="cli",
+                       help="user id (userId and sub; default: cli)")
+    token.add_argument("--venues", type=_venues, default=(),
+                       help="comma-separated venue ids (required for venue_admin)")
+    token.add_argument("--ttl", type=_ttl, default=3600,
+                       help="lifetime in seconds (default 3600, at most 30 days)")
+    token.set_defaults(run=cmd_token)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=cmd_version)
@@ -64,6 +82,7 @@ def settings_or_exit(**overrides: object) -> Settings | int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tickq.engine.engine import Engine
+    from tickq.http.auth import development_credentials, verifier_from_settings
     from tickq.http.server import serve
     from tickq.logs import configure_logging
     from tickq.storage import open_store
@@ -72,8 +91,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if isinstance(settings, int):
         return settings
     configure_logging(settings.log_level)
+    settings, dev_token = development_credentials(settings)
+    problems = []
+    for check in (verifier_from_settings, prepare_data_dir):
+        try:
+            check(settings)
+        except ConfigError as exc:
+            problems.append(exc.message)
+    if problems:
+        return fail("invalid configuration:\n" + "\n".join(problems), EXIT_CONFIG)
     try:
-        prepare_data_dir(settings)
         store = open_store(settings.database_url)
     except ConfigError as exc:
         return fail(f"invalid configuration:\n{exc}", EXIT_CONFIG)
@@ -81,11 +108,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     engine = Engine(store, shutdown_grace_s=settings.shutdown_grace_s,
                     limiter=RateLimiter(settings.rate_limits()))
+    announce = None if dev_token is None else lambda: print_dev_token(dev_token)
     try:
-        asyncio.run(serve(settings, engine))
+        asyncio.run(serve(settings, engine, on_listening=announce))
     except TickqError as exc:  # journal in use, port taken, journal unreadable
         return fail(exc.message)
     return EXIT_OK
+
+
+def print_dev_token(token: str) -> None:
+    """Development without JWT_SECRET: show the one admin token for this process's ephemeral
+    secret on stdout (never in the log, which may be shipped elsewhere)."""
+    import logging
+
+    from tickq.http.auth import DEV_TENANT, DEV_TOKEN_TTL_S
+
+    logging.getLogger(__name__).warning(
+        "no JWT_SECRET configured: an ephemeral secret signs this process's tokens; the admin "
+        "token is on stdout", extra={"event": "dev_token_issued"})
+    print(f"tickq: development mode, no JWT_SECRET set. Admin token (tenant {DEV_TENANT!r}, "
+          f"valid {DEV_TOKEN_TTL_S // 3600} h, only while this process runs):\n{token}",
+          flush=True)
 
 
 def prepare_data_dir(settings: Settings) -> None:
@@ -104,6 +147,32 @@ def prepare_data_dir(settings: Settings) -> None:
         var = "TICKQ_DATA_DIR" if default else "TICKQ_DATABASE_URL"
         raise ConfigError(f"{var}: the directory {folder} does not exist; create it (only "
                           "TICKQ_ENV=development creates it for you)")
+
+
+# --- token --------------------------------------------------------------------------------
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from tickq.http.auth import mint_token
+
+    settings = settings_or_exit()
+    if isinstance(settings, int):
+        return settings
+    if settings.jwt_public_key is not None:
+        return fail("cannot mint a token: JWT_PUBLIC_KEY is set, so the API accepts only "
+                    f"{'/'.join(settings.jwt_algorithms)} tokens signed with the matching "
+                    "private key, which tickq does not hold. Get tokens from your identity "
+                    "provider, or configure JWT_SECRET instead.", EXIT_CONFIG)
+    if settings.jwt_secret is None:
+        return fail("cannot mint a token: JWT_SECRET is not set. Set it to the secret the "
+                    "service uses (in development without one, `tickq serve` prints an admin "
+                    "token at start).", EXIT_CONFIG)
+    if args.role == "venue_admin" and not args.venues:
+        return fail("a venue_admin token needs --venues", EXIT_CONFIG)
+    print(mint_token(settings.jwt_secret.get_secret_value(), role=args.role,
+                     tenant_id=args.tenant, user_id=args.user, venues=args.venues,
+                     ttl_s=args.ttl, issuer=settings.jwt_issuer, audience=settings.jwt_audience))
+    return EXIT_OK
 
 
 # --- version ------------------------------------------------------------------------------
@@ -127,6 +196,27 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 65535, got {text!r}")
     return port
+
+
+def _claim(text: str) -> str:
+    value = text.strip()
+    if not value or len(value) > 256 or not value.isprintable():
+        raise argparse.ArgumentTypeError("must be 1 to 256 printable characters")
+    return value
+
+
+def _venues(text: str) -> tuple[str, ...]:
+    return tuple(_claim(v) for v in text.split(",") if v.strip())
+
+
+def _ttl(text: str) -> int:
+    try:
+        ttl = int(text)
+    except ValueError:
+        ttl = 0
+    if not 1 <= ttl <= 30 * 86_400:
+        raise argparse.ArgumentTypeError(f"must be whole seconds from 1 to 2592000, got {text!r}")
+    return ttl
 
 
 def _host(text: str) -> str:

@@ -21,15 +21,21 @@ class TickqError(Exception):
 
 
 class ValidationError(TickqError):
-    """Input was refused before anything was written."""
+    """Input was refused before anything was written.
+
+    `field` names the one offending input when there is one; `details` lists every problem
+    (`{"field": ..., "message": ..., "code": ...}`) when a request had several, so that a client
+    can fix them all in one round trip."""
 
     code = "validation_error"
 
-    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None,
+                 details: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
         self.field = field
+        self.details = details
 
 
 class UnknownQueueError(ValidationError):
@@ -74,6 +80,35 @@ class JobTimeoutError(TickqError):
     """`Engine.result` gave up waiting, or a processor exceeded its type's timeout."""
 
     code = "timeout"
+
+
+class PayloadTooLargeError(TickqError):
+    """A request body exceeded the configured limit (HTTP 413)."""
+
+    code = "payload_too_large"
+
+
+class AuthenticationError(TickqError):
+    """No credentials, or credentials that do not verify (HTTP 401). `code` says which."""
+
+    code = "unauthorized"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class PermissionDeniedError(TickqError):
+    """Authenticated, but the role or scope does not allow the action (HTTP 403)."""
+
+    code = "forbidden"
+
+    def __init__(self, message: str = "insufficient permissions", *,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class ConfigError(TickqError):

@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import pydantic
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from tickq.engine.limits import ENV_VARS, LimitConfig, limits_from_env
@@ -31,8 +31,16 @@ _EXPECTED: dict[str, str] = {
     "TICKQ_ENV": "must be one of development, production, staging, test",
     "LOG_LEVEL": "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
     "TICKQ_SHUTDOWN_GRACE_S": "must be a number of seconds from 0 to 3600",
+    "JWT_LEEWAY_S": "must be a number of seconds from 0 to 300",
+    "TICKQ_MAX_BODY_BYTES": "must be a whole number of bytes from 1024 to 67108864",
     **{var: "must be a positive number of requests per second" for var in ENV_VARS},
 }
+
+#: variables whose value an error message must not repeat (a secret; a PEM spans many lines)
+_NOT_ECHOED = frozenset({"JWT_SECRET", "JWT_PUBLIC_KEY"})
+
+#: an HS256 secret shorter than this is refused outside development (RFC 7518 section 3.2)
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -75,6 +83,24 @@ class Settings(BaseSettings):
                                                 validation_alias="RATE_LIMIT_QUICKBOOKS")
     rate_limit_internal: float | None = Field(default=None, gt=0, allow_inf_nan=False,
                                               validation_alias="RATE_LIMIT_INTERNAL")
+    #: JWT_SECRET: the HS256 key API tokens are signed with (at least 32 bytes outside
+    #: development). Exactly one of JWT_SECRET and JWT_PUBLIC_KEY verifies tokens; `serve`
+    #: refuses to start without either outside development (see `tickq.http.auth`), while
+    #: commands that serve no API do not need one.
+    jwt_secret: SecretStr | None = Field(default=None, validation_alias="JWT_SECRET")
+    #: JWT_PUBLIC_KEY: a PEM public key; RSA keys verify RS256 tokens, EC P-256 keys ES256
+    jwt_public_key: str | None = Field(default=None, validation_alias="JWT_PUBLIC_KEY")
+    #: JWT_ISSUER: when set, a token's `iss` must equal it
+    jwt_issuer: str | None = Field(default=None, min_length=1, validation_alias="JWT_ISSUER")
+    #: JWT_AUDIENCE: when set, a token's `aud` must contain it; when unset, a token that names
+    #: an audience is refused (it was meant for someone else)
+    jwt_audience: str | None = Field(default=None, min_length=1, validation_alias="JWT_AUDIENCE")
+    #: JWT_LEEWAY_S: clock skew tolerated on `exp`, `nbf` and `iat`
+    jwt_leeway_s: float = Field(default=30.0, ge=0, le=300, allow_inf_nan=False,
+                                validation_alias="JWT_LEEWAY_S")
+    #: TICKQ_MAX_BODY_BYTES: larger request bodies are refused with 413
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+                                validation_alias="TICKQ_MAX_BODY_BYTES")
 
     @model_validator(mode="before")
     @classmethod
@@ -113,6 +139,29 @@ class Settings(BaseSettings):
                              "sqlite:////absolute/path.db)")
         return url
 
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _pem_public_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # A PEM put into one environment line often arrives with literal "\n" escapes.
+        pem = value.strip().replace("\\n", "\n")
+        public_key_algorithm(pem)  # raises ValueError with the reason
+        return pem
+
+    @model_validator(mode="after")
+    def _one_token_key(self) -> Settings:
+        if self.jwt_secret is not None and self.jwt_public_key is not None:
+            raise ValueError("JWT_SECRET and JWT_PUBLIC_KEY are both set; set only one (a "
+                             "key verifies one family of algorithms, never both)")
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret else None
+        if secret is not None and not self.is_development and (
+                len(secret.encode()) < MIN_SECRET_BYTES):
+            raise ValueError(f"JWT_SECRET: must be at least {MIN_SECRET_BYTES} bytes when "
+                             f"TICKQ_ENV={self.env} (got {len(secret.encode())}); generate one "
+                             "with: python -c 'import secrets; print(secrets.token_urlsafe(48))'")
+        return self
+
     @model_validator(mode="after")
     def _durable_in_production(self) -> Settings:
         if self.env == "production" and self.database_kind == "memory":
@@ -128,6 +177,19 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.env == "development"
+
+    @property
+    def jwt_algorithms(self) -> tuple[str, ...]:
+        """The only algorithms a token may use: HS256 with a secret, RS256 or ES256 with a public
+        key (by the key's type). Never both families, so `alg: none` and HS/RS confusion fail."""
+        if self.jwt_public_key is not None:
+            return (public_key_algorithm(self.jwt_public_key),)
+        return ("HS256",)
+
+    @property
+    def jwt_configured(self) -> bool:
+        """True when tokens can be verified with a configured key (not an ephemeral one)."""
+        return self.jwt_secret is not None or self.jwt_public_key is not None
 
     @property
     def database_kind(self) -> str:
@@ -175,8 +237,28 @@ def _problem(error: Mapping[str, Any]) -> str:
     else:
         message = _EXPECTED.get(var) or str(error.get("msg", "is invalid"))
     value = error.get("input")
-    got = f" (got {value!r})" if var and isinstance(value, str | int | float) else ""
+    shown = var and var not in _NOT_ECHOED and isinstance(value, str | int | float)
+    got = f" (got {value!r})" if shown else ""
     return f"{var or 'configuration'}: {message}{got}"
+
+
+def public_key_algorithm(pem: str) -> str:
+    """RS256 for an RSA key of 2048 bits or more, ES256 for an EC P-256 key; ValueError naming
+    the problem for anything else."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.encode())
+    except (ValueError, TypeError):
+        raise ValueError("is not a PEM public key (-----BEGIN PUBLIC KEY-----...)") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            raise ValueError(f"an RSA key needs at least 2048 bits (got {key.key_size})")
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ES256"
+    raise ValueError("must be an RSA (RS256) or EC P-256 (ES256) public key")
 
 
 def sqlite_url(path: Path) -> str:
@@ -195,4 +277,5 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-__all__ = ["Environment", "LogLevel", "Settings", "load_settings", "redact_url", "sqlite_url"]
+__all__ = ["Environment", "LogLevel", "Settings", "load_settings", "public_key_algorithm",
+           "redact_url", "sqlite_url"]

@@ -20,3 +20,16 @@ def test_engine_throughput_benchmark_runs_every_scenario() -> None:
         assert any(line.startswith(scenario) and "jobs/s" in line for line in lines), out
     assert any("restart with 2,000 waiting jobs" in line and "ready in" in line
                for line in lines), out
+
+
+def test_limiter_benchmark_runs_micro_and_end_to_end_scenarios() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "limiter.py"), "--seconds", "0.02",
+         "--e2e-seconds", "1"],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    lines = out.splitlines()
+    assert sum("decisions/s" in line for line in lines) == 5, out
+    for provider in ("stripe", "solana", "twilio"):
+        assert sum(line.strip().startswith(provider) for line in lines) == 2, out
+    assert any("stopped" in line and "parked as stopped" in line for line in lines), out
+    assert sum("jobs/s" in line for line in lines) == 4, out

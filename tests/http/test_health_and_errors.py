@@ -46,7 +46,7 @@ async def app_parts() -> AsyncIterator[Parts]:
     store = FlakyStore()
     engine = Engine(store, shutdown_grace_s=1)
     app = make_app(load_settings({"TICKQ_DATABASE_URL": "memory://"}), engine)
-    app.router.add_get("/boom/{kind}", boom)
+    app.router.add_get("/health/boom/{kind}", boom)  # under /health/: needs no token
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield client, engine, store
     assert not engine.running  # the app's cleanup stopped the engine
@@ -105,20 +105,27 @@ async def test_probes_after_the_engine_stopped(app_parts: Parts) -> None:
 ])
 async def test_errors_are_json(app_parts: Parts, kind: str, status: int, code: str) -> None:
     client, _, _ = app_parts
-    resp = await client.get(f"/boom/{kind}")
+    resp = await client.get(f"/health/boom/{kind}")
     assert resp.status == status and resp.content_type == "application/json"
     body = await resp.json()
-    assert body["error"] == code
+    assert body["code"] == code
+    assert body["error"] == {400: "Bad Request", 404: "Not Found", 409: "Conflict",
+                             500: "Internal Server Error"}[status]
+    assert body["requestId"] == resp.headers["X-Request-ID"]
     assert "secret internals" not in body["message"]
     if kind == "invalid":
-        assert body["field"] == "priority"
+        assert body["details"] == [{"field": "priority", "message": "priority must be 1..10",
+                                    "code": "invalid_priority"}]
+    else:
+        assert "details" not in body
 
 
 async def test_unknown_routes_and_methods_are_json(app_parts: Parts) -> None:
     client, _, _ = app_parts
-    resp = await client.get("/nope")
+    resp = await client.get("/nope", headers={"X-Request-ID": "req-1"})
     assert resp.status == 404
-    assert await resp.json() == {"error": "not_found", "message": "no route for GET /nope"}
+    assert await resp.json() == {"error": "Not Found", "code": "not_found",
+                                 "message": "no route for GET /nope", "requestId": "req-1"}
     resp = await client.post("/health/live")
     assert resp.status == 405 and "GET" in resp.headers["Allow"]
-    assert (await resp.json())["error"] == "method_not_allowed"
+    assert (await resp.json())["code"] == "method_not_allowed"

@@ -19,7 +19,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 #: variables of the developer's shell that must not leak into the service under test
-_OURS = ("PORT", "HOST", "LOG_LEVEL")
+_OURS = ("PORT", "HOST", "LOG_LEVEL", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER",
+         "JWT_AUDIENCE", "JWT_LEEWAY_S")
 
 
 def free_port() -> int:
@@ -99,7 +100,7 @@ def test_serve_probes_lock_and_graceful_sigterm(tmp_path: Path) -> None:
         assert get(f"{base}/health/live") == (200, "application/json", {"status": "ok"})
         assert get(f"{base}/health/startup") == (200, "application/json", {"status": "started"})
         status, ctype, body = get(f"{base}/no/such/route")
-        assert (status, ctype, body["error"]) == (404, "application/json", "not_found")
+        assert (status, ctype, body["code"]) == (404, "application/json", "not_found")
         assert "/no/such/route" in body["message"]
 
         # Development creates the data directory; the journal lives there.

@@ -205,6 +205,12 @@ class QueueRunner:
             engine._finish(job, Failure(PermanentError(
                 f"no processor is registered for job type {job.type!r}", code="not_configured")))
             return
+        blocked = engine.providers.blocked(job.id, engine.clock.now())
+        if blocked is not None:
+            # Claimed before its provider was stopped, throttled us or failed: back to waiting
+            # without spending the attempt; the gate parks it on the next claim.
+            engine._finish(job, Deferred(0.0, blocked))
+            return
         task = asyncio.current_task()
         assert task is not None
         outcome: Outcome

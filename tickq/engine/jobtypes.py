@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from tickq.engine.queues import DAY, HOUR
 from tickq.engine.registry import JobType
 
-NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"\S")]
 Cents = Annotated[int, Field(gt=0, le=100_000_000_00)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$", to_upper=True)]
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]

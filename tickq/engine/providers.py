@@ -77,6 +77,24 @@ class ProviderGate:
             self._wake_at(lot, retry_at)
         return Deferral(lot, reason)
 
+    def blocked(self, job_id: str, now: float) -> str | None:
+        """Why a claimed job must not start after all (None: it may start).
+
+        The gate decides at claim time, but a claimed job can wait in its runner's buffer
+        while its provider is stopped, throttles us or its breaker opens; starting it then
+        would call a provider that said stop. The runner hands such a job back instead."""
+        provider = self._holding.get(job_id)
+        if provider is None:
+            return None
+        status = self.limiter.status(provider, now)
+        if status["stopped"]:
+            return "stopped"
+        if self.breakers.retry_at(provider, now) is not None:
+            return "circuit_open"
+        if status["cooldown_left_s"] > 0:
+            return "cooldown"
+        return None
+
     # --- the end of a run ---------------------------------------------------------------------
 
     def finished(self, job_id: str, error: BaseException | None, ran: bool = True) -> None:

@@ -1,7 +1,8 @@
 """`make_app(settings, engine)`: the aiohttp application.
 
 Routes live in one module per area, each with its own `RouteTableDef`; adding an area is adding
-its table to `ROUTE_TABLES`. The engine's lifecycle is tied to the application's through
+its table to `ROUTE_TABLES` (and, for a route that needs no token, its path to
+`access.PUBLIC_PATHS`). The engine's lifecycle is tied to the application's through
 `cleanup_ctx`: it starts before the server accepts connections and stops (gracefully, within
 `settings.shutdown_grace_s`) after the server has stopped taking requests.
 """
@@ -13,23 +14,28 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from tickq.engine.engine import Engine
-from tickq.http import health
-from tickq.http.keys import ENGINE, SETTINGS
-from tickq.http.middleware import json_errors
+from tickq.http import health, jobs
+from tickq.http.access import authenticate
+from tickq.http.auth import TokenVerifier, verifier_from_settings
+from tickq.http.keys import ENGINE, SETTINGS, VERIFIER
+from tickq.http.middleware import json_errors, request_context, secure_headers
 from tickq.settings import Settings
 
-ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes,)
-
-#: request bodies above this are refused before a handler reads them
-MAX_BODY_BYTES = 2 * 1024 * 1024
+ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes, jobs.routes)
 
 
-def make_app(settings: Settings, engine: Engine) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+def make_app(settings: Settings, engine: Engine, *,
+             verifier: TokenVerifier | None = None) -> web.Application:
+    """The application. Tokens are verified as `settings` say unless a `verifier` is given;
+    outside development, settings without a key raise `ConfigError`."""
+    app = web.Application(middlewares=[request_context, json_errors, authenticate],
+                          client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[ENGINE] = engine
+    app[VERIFIER] = verifier or verifier_from_settings(settings)
     for table in ROUTE_TABLES:
         app.add_routes(table)
+    app.on_response_prepare.append(secure_headers)
     app.cleanup_ctx.append(_engine_lifecycle)
     return app
 

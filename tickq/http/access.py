@@ -1,0 +1,147 @@
+"""Who may call what, and who may see which job.
+
+Every route needs a valid bearer token except the ones listed as public (probes and the
+Prometheus scrape). Roles are checked per route with `@require(...)`; which jobs a caller may
+see is one function, `can_see`, used by every job route so that reads, listings, retries and
+cancels agree. A job the caller may not see is reported as not found (404), never as forbidden:
+a 403 would confirm that the id exists in another tenant.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from tickq.engine.job import Job
+from tickq.errors import AuthenticationError, PermissionDeniedError
+from tickq.http.auth import ROLES, Principal, Role
+from tickq.http.keys import PRINCIPAL, VERIFIER
+
+#: routes (by their canonical path) that need no token; later areas add theirs here
+PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/metrics"})
+PUBLIC_PREFIXES: tuple[str, ...] = ("/health/",)
+
+#: the attribute `require` leaves on a handler: the roles it admits (for docs and OpenAPI)
+ROLES_ATTR: Final = "tickq_roles"
+
+RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def is_public(canonical: str) -> bool:
+    return canonical in PUBLIC_PATHS or canonical.startswith(PUBLIC_PREFIXES)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Verify the bearer token of every non-public route and attach the `Principal`.
+
+    Public-ness is decided by the route that matched, not by the raw path, so no spelling of a
+    URL can reach a protected handler through a public prefix. Unknown routes and wrong methods
+    fall through to their 404/405: telling a stranger that a path does not exist reveals
+    nothing."""
+    match = request.match_info
+    if match.http_exception is not None:
+        return await handler(request)
+    if is_public(match.route.resource.canonical if match.route.resource else request.path):
+        return await handler(request)
+    request[PRINCIPAL] = request.app[VERIFIER].verify(bearer_token(request))
+    return await handler(request)
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization")
+    if header is None or not header.strip():
+        raise AuthenticationError("no bearer token; send Authorization: Bearer <JWT>",
+                                  code="missing_token")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise AuthenticationError("the Authorization header must be 'Bearer <JWT>'",
+                                  code="invalid_token")
+    return token
+
+
+def principal(request: web.Request) -> Principal:
+    """The authenticated caller. Only protected routes have one; asking on a public route is a
+    programming error and answers 401 rather than serving anonymously."""
+    try:
+        return request[PRINCIPAL]
+    except KeyError:
+        raise AuthenticationError("authentication required", code="missing_token") from None
+
+
+def check_role(caller: Principal, *roles: Role) -> None:
+    if caller.role not in roles:
+        raise PermissionDeniedError(
+            f"insufficient permissions: this action needs the role {' or '.join(roles)}")
+
+
+def require(*roles: Role) -> Callable[[RouteHandler], RouteHandler]:
+    """Route decorator admitting only callers with one of `roles` (403 for the rest).
+
+        @routes.post("/api/v1/queue/jobs/{id}/retry")
+        @require("admin", "venue_admin")
+        async def retry(request: web.Request) -> web.Response: ...
+    """
+    unknown = set(roles) - ROLES
+    if not roles or unknown:
+        raise ValueError(f"require() needs roles from {sorted(ROLES)}, got {sorted(unknown)}")
+
+    def wrap(handler: RouteHandler) -> RouteHandler:
+        @functools.wraps(handler)
+        async def checked(request: web.Request) -> web.StreamResponse:
+            check_role(principal(request), *roles)
+            return await handler(request)
+
+        setattr(checked, ROLES_ATTR, frozenset(roles))
+        return checked
+
+    return wrap
+
+
+# --- which jobs a caller may see ---------------------------------------------------------
+
+
+def can_see(caller: Principal, job: Job) -> bool:
+    """Admins see every tenant. Everyone else sees only their tenant; within it a `user` sees
+    only the jobs they enqueued, and a venue_admin only jobs of their venues (jobs that name no
+    venue, such as an email, belong to the whole tenant)."""
+    if caller.is_admin:
+        return True
+    if job.tenant_id != caller.tenant_id:
+        return False
+    if caller.role == "user":
+        return job.user_id == caller.user_id
+    if caller.role == "venue_admin":
+        venue = venue_of(job.data)
+        return venue is None or venue in caller.venues
+    return True
+
+
+def venue_of(data: Any) -> str | None:
+    venue = data.get("venueId") if isinstance(data, Mapping) else None
+    return venue if isinstance(venue, str) else None
+
+
+def scope_problem(caller: Principal, data: Mapping[str, Any]) -> str | None:
+    """Why `caller` may not enqueue a job with this data, or None. A user cannot act for another
+    user, and a venue_admin cannot act for a venue outside their token's list."""
+    if caller.role == "user":
+        user = data.get("userId")
+        if user is not None and user != caller.user_id:
+            return "data.userId must be your own user id"
+    if caller.role == "venue_admin":
+        venue = venue_of(data)
+        if venue is not None and venue not in caller.venues:
+            return f"venue {venue!r} is not one of the venues in your token"
+    return None
+
+
+def roles_of(handler: Any) -> frozenset[str] | None:
+    """The roles a handler admits (None: any authenticated caller, or public)."""
+    roles = getattr(handler, ROLES_ATTR, None)
+    return roles if isinstance(roles, frozenset) else None

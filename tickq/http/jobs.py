@@ -1,0 +1,338 @@
+"""Job management under /api/v1/queue (spec seed-003 endpoints 1-5, roles per seed-004).
+
+    POST   /jobs             enqueue one job (any role but monitoring)         201, or 200 for a
+                                                                                duplicate key
+    POST   /jobs/batch       enqueue 1-100 jobs (admin, venue_admin)            201 / 200
+    GET    /jobs             list, newest first, cursor-paginated (any role)    200
+    GET    /jobs/{id}        one job (any role, within its scope)               200
+    POST   /jobs/{id}/retry  dead-letter retry (admin, venue_admin)             200
+    DELETE /jobs/{id}        cancel (admin, venue_admin)                        200, or 202 while
+                                                                                it still runs
+
+The tenant and user of a job come from the caller's token, never from the body. A job outside
+the caller's scope (`access.can_see`) answers 404 exactly like one that does not exist.
+
+Idempotency: when a key (the caller's `idempotencyKey`, or the job type's automatic one) is held
+by a job in the caller's tenant, that job is returned with 200 and `created: false` instead of a
+new one with 201. A caller-chosen key reused for a different job (other type or data) is a 409,
+as is a key held by a job the caller may not see: returning it would leak it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import pydantic
+from aiohttp import web
+
+from tickq.engine.engine import Engine
+from tickq.engine.ids import IdGenerator
+from tickq.engine.job import Job
+from tickq.engine.producer import JobSpec, build_job
+from tickq.engine.registry import JobType
+from tickq.engine.states import JobState
+from tickq.errors import (
+    IdempotencyConflictError,
+    JobNotFoundError,
+    PermissionDeniedError,
+    UnknownJobTypeError,
+    UnknownQueueError,
+    ValidationError,
+)
+from tickq.http.access import can_see, principal, require, scope_problem
+from tickq.http.auth import Principal, Role
+from tickq.http.body import field_errors, parse, read_json, summary
+from tickq.http.keys import ENGINE
+from tickq.http.responses import json_response
+from tickq.http.schemas import (
+    MAX_ID_CHARS,
+    JobOptions,
+    ListQuery,
+    NewBatch,
+    NewJob,
+    RetryRequest,
+    query_values,
+)
+from tickq.http.views import enqueued_view, job_view, status_of
+from tickq.storage.base import JobQuery
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1/queue"
+routes = web.RouteTableDef()
+
+#: monitoring is the read-only role (seed-003 "Authorization"); every other role may enqueue
+ENQUEUERS: tuple[Role, ...] = ("admin", "venue_admin", "service", "user")
+#: a listing that must filter beyond what the store can (users, venue admins) reads at most
+#: this many rounds of `SCAN_BATCH` jobs per request, then hands back a cursor to go on
+SCAN_BATCH, SCAN_ROUNDS = 200, 10
+#: engine field names -> request field names, for errors the engine's own checks raise
+_SPEC_FIELDS = {"priority": "options.priority", "delay": "options.delay",
+                "max_attempts": "options.attempts", "idempotency_key": "idempotencyKey",
+                "expires_in": "options", "run_at": "options.delay"}
+
+Problems = list[dict[str, str]]
+
+
+# --- enqueue --------------------------------------------------------------------------------
+
+
+@routes.post(f"{PREFIX}/jobs")
+@require(*ENQUEUERS)
+async def add_job(request: web.Request) -> web.Response:
+    caller, engine = principal(request), request.app[ENGINE]
+    body = parse(NewJob, await read_json(request))
+    prepared = prepare(engine, caller, body.queue, body.type, body.data, body.options,
+                       body.idempotencyKey)
+    if not isinstance(prepared, tuple):
+        raise refusal(prepared)
+    jt, spec = prepared
+    [(job, created)] = await engine.enqueue_many([spec])
+    if not created:
+        check_duplicate(engine, caller, jt, body.data, body.idempotencyKey, job)
+    log.debug("job enqueued", extra={"event": "http_enqueued", "job_id": job.id,
+                                     "queue": job.queue, "created": created})
+    return json_response(enqueued_view(job, engine.clock.now(), created=created),
+                         status=201 if created else 200)
+
+
+@routes.post(f"{PREFIX}/jobs/batch")
+@require("admin", "venue_admin")
+async def add_batch(request: web.Request) -> web.Response:
+    """Every job is checked before anything is written. With `stopOnError` one invalid job
+    refuses the whole batch (400, nothing enqueued); without, the valid jobs are enqueued and
+    the invalid ones reported in `errors`. `validateAll: false` stops checking at the first
+    invalid job (only meaningful with `stopOnError`)."""
+    caller, engine = principal(request), request.app[ENGINE]
+    body = parse(NewBatch, await read_json(request))
+    _known_queue(engine, body.queue)
+    accepted: list[tuple[int, JobType, JobSpec, Any, str | None]] = []
+    errors: list[dict[str, Any]] = []
+    for i, item in enumerate(body.jobs):
+        prepared = prepare(engine, caller, body.queue, item.type, item.data, item.options,
+                           item.idempotencyKey, prefix=f"jobs[{i}].")
+        if isinstance(prepared, tuple):
+            accepted.append((i, *prepared, item.data, item.idempotencyKey))
+            continue
+        errors.append(_item_error(i, item.type, prepared))
+        if body.options.stopOnError and not body.options.validateAll:
+            break
+    if errors and (body.options.stopOnError or not accepted):
+        why = "a job is invalid" if body.options.stopOnError else "no job is valid"
+        raise ValidationError(f"the batch was refused ({why}); nothing was enqueued",
+                              code="batch_invalid",
+                              details=[d for e in errors for d in e["details"]])
+    results = await engine.enqueue_many([spec for _, _, spec, _, _ in accepted])
+    now = engine.clock.now()
+    done: list[dict[str, Any]] = []
+    for (i, jt, _, data, key), (job, created) in zip(accepted, results, strict=True):
+        if not created:
+            try:
+                check_duplicate(engine, caller, jt, data, key, job)
+            except IdempotencyConflictError as exc:
+                errors.append(_item_error(i, jt.name, [
+                    {"field": f"jobs[{i}].idempotencyKey", "message": exc.message,
+                     "code": exc.code}]))
+                continue
+        done.append({"index": i, "jobId": job.id, "type": job.type,
+                     "status": status_of(job, now), "created": created})
+    errors.sort(key=lambda e: int(e["index"]))
+    any_created = any(r.created for r in results)
+    return json_response({"queue": body.queue, "total": len(body.jobs), "successful": len(done),
+                          "failed": len(errors), "jobs": done, "errors": errors},
+                         status=201 if any_created else 200)
+
+
+def prepare(engine: Engine, caller: Principal, queue: str, type_name: str,
+            data: dict[str, Any], options: JobOptions, key: str | None, *,
+            prefix: str = "") -> tuple[JobType, JobSpec] | Problems:
+    """The job type and spec for one requested job, or every problem with it. Runs the
+    engine's own checks too, so that an accepted spec cannot be refused at enqueue."""
+    registry = engine.registry
+    problems: Problems = []
+    jt: JobType | None = None
+    try:
+        registry.queue(queue)
+    except UnknownQueueError as exc:
+        problems.append({"field": "queue", "message": exc.message, "code": exc.code})
+    try:
+        jt = registry.job_type(type_name)
+    except UnknownJobTypeError:
+        known = sorted(t.name for t in registry.types if t.queue == queue)
+        problems.append({"field": f"{prefix}type", "code": "unknown_job_type",
+                         "message": f"unknown job type {type_name!r}; the {queue!r} queue "
+                                    f"takes: {', '.join(known) or 'no types'}"})
+    if jt is not None and not problems and jt.queue != queue:
+        problems.append({"field": f"{prefix}type", "code": "queue_mismatch",
+                         "message": f"job type {jt.name!r} runs on the {jt.queue!r} queue, "
+                                    f"not {queue!r}"})
+    if jt is not None and jt.schema is not None:
+        try:
+            jt.schema.model_validate(data)
+        except pydantic.ValidationError as exc:
+            problems += field_errors(exc, f"{prefix}data")
+    if problems or jt is None:
+        return problems
+    why = scope_problem(caller, data)
+    if why is not None:
+        return [{"field": f"{prefix}data", "message": why, "code": "out_of_scope"}]
+    spec = JobSpec(type=jt.name, data=data, priority=options.priority,
+                   delay_s=options.delay / 1000, idempotency_key=key,
+                   tenant_id=caller.tenant_id, user_id=caller.user_id,
+                   max_attempts=options.attempts, ordering_key=options.orderingKey)
+    try:
+        build_job(registry, IdGenerator(), spec, engine.clock.now())
+    except ValidationError as exc:
+        field = _SPEC_FIELDS.get(exc.field or "", exc.field or "body")
+        return [{"field": f"{prefix}{field}", "message": exc.message, "code": exc.code}]
+    return jt, spec
+
+
+def refusal(problems: Problems) -> ValidationError | PermissionDeniedError:
+    """The error a single enqueue answers with: 403 when the caller acts outside their scope,
+    400 listing every problem otherwise."""
+    if problems[0]["code"] == "out_of_scope":
+        return PermissionDeniedError(problems[0]["message"], code="out_of_scope")
+    code = problems[0]["code"] if len(problems) == 1 else "validation_error"
+    return ValidationError(f"the job is invalid: {summary(problems)}", code=code,
+                           details=problems)
+
+
+def check_duplicate(engine: Engine, caller: Principal, jt: JobType, data: dict[str, Any],
+                    key: str | None, job: Job) -> None:
+    """An enqueue matched `job` by idempotency key: fine if it is the same request again."""
+    if not can_see(caller, job):
+        raise IdempotencyConflictError("the idempotency key is already in use by another job")
+    if key is not None and (job.type != jt.name
+                            or job.data != engine.registry.validate_data(jt, data)):
+        raise IdempotencyConflictError(
+            f"the idempotency key {key!r} was already used for a different job ({job.id})",
+            job_id=job.id)
+
+
+def _item_error(index: int, type_name: str, problems: Problems) -> dict[str, Any]:
+    return {"index": index, "type": type_name,
+            "code": problems[0]["code"] if len(problems) == 1 else "validation_error",
+            "message": summary(problems), "details": problems}
+
+
+def _known_queue(engine: Engine, queue: str) -> None:
+    try:
+        engine.registry.queue(queue)
+    except UnknownQueueError as exc:
+        raise ValidationError(exc.message, code=exc.code, field="queue") from None
+
+
+# --- read -----------------------------------------------------------------------------------
+
+
+@routes.get(f"{PREFIX}/jobs/{{id}}")
+async def get_job(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    job = await visible_job(request, request.query.get("queue"))
+    return json_response(job_view(job, engine.clock.now()))
+
+
+@routes.get(f"{PREFIX}/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    """Newest first. `nextCursor` is null on the last page; pass it back as `after`."""
+    caller, engine = principal(request), request.app[ENGINE]
+    q = parse(ListQuery, query_values(request.query), what="the query string", strict=False)
+    if q.queue is not None:
+        _known_queue(engine, q.queue)
+    if q.tenant is None:
+        tenant = None if caller.is_admin else caller.tenant_id
+    elif caller.is_admin or q.tenant == caller.tenant_id:
+        tenant = q.tenant
+    else:
+        raise PermissionDeniedError("only admins may list another tenant's jobs")
+    query = JobQuery(queue=q.queue, states=frozenset(q.state) if q.state else None, type=q.type,
+                     tenant_id=tenant, after=q.after, limit=q.limit)
+    page, cursor = await page_of(engine, caller, query)
+    now = engine.clock.now()
+    return json_response({"jobs": [job_view(j, now) for j in page], "count": len(page),
+                          "limit": q.limit, "nextCursor": cursor})
+
+
+async def page_of(engine: Engine, caller: Principal, query: JobQuery
+                  ) -> tuple[list[Job], str | None]:
+    """One page of the jobs `caller` may see, and the cursor of the next page (None at the end).
+
+    The store filters by tenant; a user's own jobs and a venue admin's venues are filtered
+    here, reading ahead in rounds. When the rounds run out before the page fills, the page is
+    short but the cursor continues the scan, so paging never skips or repeats a job."""
+    limit = query.limit
+    if caller.role not in ("user", "venue_admin"):
+        jobs = await engine.list_jobs(dataclasses.replace(query, limit=limit + 1))
+        page = jobs[:limit]
+        return page, (page[-1].id if len(jobs) > limit else None)
+    seen: list[Job] = []
+    after = query.after
+    batch = max(SCAN_BATCH, limit + 1)
+    for _ in range(SCAN_ROUNDS):
+        chunk = await engine.list_jobs(dataclasses.replace(query, after=after, limit=batch))
+        for job in chunk:
+            if can_see(caller, job):
+                seen.append(job)
+                if len(seen) > limit:
+                    return seen[:limit], seen[limit - 1].id
+        if len(chunk) < batch:
+            return seen, None
+        after = chunk[-1].id
+    return seen, after
+
+
+async def visible_job(request: web.Request, queue: str | None) -> Job:
+    """The job named in the path, if the caller may see it (and it is in `queue`, when one is
+    given: the spec's clients pass it); `JobNotFoundError` otherwise, whatever the reason."""
+    caller, engine = principal(request), request.app[ENGINE]
+    job_id = request.match_info["id"]
+    job = await engine.get(job_id) if len(job_id) <= MAX_ID_CHARS else None
+    if queue is not None:
+        queue = queue.removesuffix("-queue")  # the spec names queues "money-queue" in places
+    if job is None or not can_see(caller, job) or (queue is not None and job.queue != queue):
+        raise JobNotFoundError(f"job {job_id[:MAX_ID_CHARS]} not found", job_id=job_id)
+    return job
+
+
+# --- operator actions -----------------------------------------------------------------------
+
+
+@routes.post(f"{PREFIX}/jobs/{{id}}/retry")
+@require("admin", "venue_admin")
+async def retry_job(request: web.Request) -> web.Response:
+    """Put a dead-letter (failed) job back to waiting; 409 when the job is not failed."""
+    caller, engine = principal(request), request.app[ENGINE]
+    raw = await read_json(request, optional=True)
+    body = RetryRequest() if raw is None else parse(RetryRequest, raw)
+    job = await visible_job(request, body.queue)
+    job = await engine.retry(job.id, body.attempts)
+    log.info("job retried", extra={"event": "job_retry_requested", "job_id": job.id,
+                                   "queue": job.queue, "user_id": caller.user_id,
+                                   "tenant_id": caller.tenant_id, "role": caller.role})
+    return json_response({"jobId": job.id, "status": "retrying",
+                          "message": "Job has been queued for retry",
+                          "attempts": job.attempts, "maxAttempts": job.max_attempts})
+
+
+@routes.delete(f"{PREFIX}/jobs/{{id}}")
+@require("admin", "venue_admin")
+async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel a waiting job (200). A running job is asked to stop (202, "cancelling"): its
+    processor is interrupted at its next await and the job ends cancelled. A finished job
+    cannot be cancelled (409)."""
+    caller, engine = principal(request), request.app[ENGINE]
+    job = await visible_job(request, request.query.get("queue"))
+    job = await engine.cancel(job.id)
+    log.info("job cancel requested", extra={"event": "job_cancel_requested", "job_id": job.id,
+                                            "queue": job.queue, "state": job.state.value,
+                                            "user_id": caller.user_id,
+                                            "tenant_id": caller.tenant_id, "role": caller.role})
+    if job.state is JobState.CANCELLED:
+        return json_response({"jobId": job.id, "status": "cancelled",
+                              "message": "Job has been cancelled"})
+    return json_response({"jobId": job.id, "status": "cancelling",
+                          "message": "The job is running; it has been asked to stop"},
+                         status=202)
