@@ -54,6 +54,17 @@ class JobNotFoundError(TickqError):
     code = "job_not_found"
 
 
+class NotFoundError(TickqError):
+    """A named resource other than a job (a queue, a provider) does not exist (HTTP 404)."""
+
+    code = "not_found"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
 class IllegalTransitionError(TickqError):
     """A state change the state machine does not allow was attempted."""
 

@@ -955,6 +955,38 @@ class StoreConformance:
         [dup] = await store.job_insert_many([make(key="k1", tenant="t1")], T0 + 11)
         assert (dup.created, dup.job.id) == (False, jobs[0].id)
 
+    async def test_jobs_read_back_after_a_restart_list_cancel_and_expire_whole(
+            self, store_factory: StoreFactory) -> None:
+        # A restart may read only what it needs to schedule a job and the rest on first touch:
+        # listing, cancelling and expiring such a job must see, and keep, every field.
+        store = await store_factory()
+        make = Jobs()
+        keep = make(type="refund-process", data={"transactionId": "t-1"}, user_id="u1",
+                    callback_url="https://example.com/cb")
+        gone = make(type="refund-process", data={"transactionId": "t-2"}, expires_at=T0 + 5)
+        other = make(data={"n": 1})
+        await insert(store, keep, gone, other)
+        before = fields(await get(store, keep.id))
+
+        store, _ = await store_factory.reopen(store, T0 + 1)
+
+        listed = await store.job_list(JobQuery(type="refund-process", limit=10))
+        assert sorted(ids(listed)) == sorted([keep.id, gone.id])
+        assert [fields(j) for j in listed if j.id == keep.id] == [before]
+        cancelled = await store.job_cancel(keep.id, T0 + 2)
+        assert (cancelled.state, cancelled.data) == (X, {"transactionId": "t-1"})
+        res = await store.job_fetch_available("money", 10, T0 + 10, 30.0)
+        assert ids(res.expired) == [gone.id] and ids(res.claimed) == [other.id]
+
+        store, _ = await store_factory.reopen(store, T0 + 11)
+
+        again = await get(store, keep.id)
+        assert (again.state, again.data, again.user_id, again.callback_url) == (
+            X, {"transactionId": "t-1"}, "u1", "https://example.com/cb")
+        expired = await get(store, gone.id)
+        assert (expired.state, expired.data) == (F, {"transactionId": "t-2"})
+        assert [e.code for e in expired.errors] == ["expired"]
+
     async def test_jobs_active_at_shutdown_come_back_waiting_as_stalled(
             self, store_factory: StoreFactory) -> None:
         store = await store_factory()

@@ -195,6 +195,13 @@ class Job:
                 f"state={self.state.value}, attempts={self.attempts}/{self.max_attempts})")
 
 
+def is_partial(job: Job) -> bool:
+    """True for a record loaded with its scheduling fields only (a store reads the rest when the
+    job is first touched): `data_json` is None until then."""
+    data: object = job.data_json
+    return data is None
+
+
 def append_error(errors_json: bytes | None, entry: ErrorEntry) -> bytes:
     """The error history with one more entry, re-encoded."""
     history: list[Mapping[str, Any]] = orjson.loads(errors_json) if errors_json else []

@@ -14,14 +14,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from tickq.engine.engine import Engine
-from tickq.http import health, jobs
+from tickq.http import dlq, health, jobs, limits, queues
 from tickq.http.access import authenticate
 from tickq.http.auth import TokenVerifier, verifier_from_settings
 from tickq.http.keys import ENGINE, SETTINGS, VERIFIER
 from tickq.http.middleware import json_errors, request_context, secure_headers
 from tickq.settings import Settings
 
-ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes, jobs.routes)
+ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes, jobs.routes, queues.routes,
+                                               dlq.routes, limits.routes)
 
 
 def make_app(settings: Settings, engine: Engine, *,

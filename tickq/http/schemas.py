@@ -115,3 +115,56 @@ def query_values(query: Any) -> dict[str, Any]:
         else:
             values[name] = items[-1]
     return values
+
+
+# --- queues, dead-letter queue, rate limits (spec endpoints 6-16) ----------------------------
+
+#: the deepest offset `GET /queues/{name}/jobs` pages to; beyond it, filter by state instead
+MAX_OFFSET = 10_000
+#: what `POST /queues/{name}/clear?type=` may cancel: jobs that have not started
+CLEAR_TYPES = ("wait", "delayed", "all")
+#: the statuses `GET /queues/{name}/jobs?status=` lists ("delayed" is a view of waiting)
+QUEUE_STATUSES = ("waiting", "delayed", "active", "completed", "failed", "cancelled")
+
+
+class QueueJobsQuery(_Body):
+    """GET /api/v1/queue/queues/{name}/jobs: offset paging as the spec has it."""
+
+    status: Annotated[str, StringConstraints(pattern=rf"^({'|'.join(QUEUE_STATUSES)})$")]
+    #: offset of the first job (0-based)
+    start: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    #: offset after the last job: a page is jobs[start:end], at most MAX_LIMIT long
+    end: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_OFFSET + MAX_LIMIT)
+
+
+class ClearQuery(_Body):
+    """POST /api/v1/queue/queues/{name}/clear: which not-yet-started jobs to cancel ("wait"
+    is every waiting job, "delayed" only those whose run_at is still ahead)."""
+
+    type: Annotated[str, StringConstraints(pattern=rf"^({'|'.join(CLEAR_TYPES)})$")] = "wait"
+
+
+class DlqQuery(_Body):
+    """GET /api/v1/queue/dlq: failed jobs, newest first, cursor-paginated like GET /jobs."""
+
+    queue: Name | None = None
+    type: Name | None = None
+    after: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS,
+                                            pattern=r"^[0-9A-Za-z-]+$")] | None = None
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+
+
+class DlqRetry(_Body):
+    """POST /api/v1/queue/dlq/retry"""
+
+    jobIds: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]] = \
+        Field(min_length=1, max_length=MAX_BATCH)
+    #: attempts granted to each job; default: the job type's (or queue's)
+    attempts: int | None = Field(default=None, ge=1, le=10)
+
+
+class ServiceBody(_Body):
+    """POST /api/v1/queue/rate-limits/emergency-stop and /resume (the body is optional):
+    one provider, or every provider when absent."""
+
+    service: Name | None = None

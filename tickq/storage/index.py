@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from tickq.engine.gate import Deferral, Gate
-from tickq.engine.job import ErrorEntry, Job, append_error
+from tickq.engine.job import ErrorEntry, Job, append_error, is_partial
 from tickq.engine.outcome import Settle, SettleKind
 from tickq.engine.queues import Durability, QueueConfig, QueueCounts
 from tickq.engine.states import FINAL_STATES, JobState, check_transition
@@ -95,6 +96,8 @@ class JobIndex:
         self._token = 0
         #: called for every change the journal must record: (job, OP_*)
         self.on_change: Callable[[Job, int], None] | None = None
+        #: completes a partial record (see `is_partial`) before it is claimed or expired
+        self.hydrate: Callable[[Job], None] | None = None
 
     # --- bookkeeping -----------------------------------------------------------------------
 
@@ -135,41 +138,61 @@ class JobIndex:
             if hold is not None and hold.job_id == job.id:
                 del self.holds[key]
 
-    def add_loaded(self, job: Job, now: float) -> None:
-        """Take a job read back from a journal into the index (no journal write)."""
-        self.load_many([job], now)
-
-    def load_many(self, jobs: Iterable[Job], now: float) -> list[Job]:
+    def load_many(self, jobs: Sequence[Job], now: float) -> list[Job]:
         """Take jobs read back from a journal into the index, in bulk: the heaps are built once
-        at the end (O(n)) instead of by a push per job. Returns the ones that were active."""
-        index = self.jobs
+        at the end (O(n)) instead of by a push per job, and the per-job work is a few dict and
+        list operations (a million jobs at start-up). Returns the ones that were active."""
+        # One C-level update instead of a million single inserts (half the time, measured).
+        self.jobs.update(zip(map(_job_id, jobs), jobs, strict=True))
         holds = self.holds
         active: list[Job] = []
-        touched: set[str] = set()
+        counts: dict[tuple[str, JobState], int] = {}
+        #: (queue, priority, tenant) -> that tenant's ready list; delayed lists per queue
+        ready: dict[tuple[str, int, str], list[TenantEntry]] = {}
+        delayed: dict[str, list[DelayedEntry]] = {}
         for job in jobs:
-            index[job.id] = job
+            jid = job.id
             state = job.state
-            q = self._q.get(job.queue) or self._queue(job.queue)
-            q.counts[state] += 1
+            ck = (job.queue, state)
+            counts[ck] = counts.get(ck, 0) + 1
             if job.idempotency_key is not None:
                 key = (job.tenant_id or "", job.idempotency_key)
                 if state is W or state is A:
-                    holds[key] = KeyHold(job.id, INF)
+                    holds[key] = KeyHold(jid, INF)
                 elif state is C and job.key_until is not None and job.key_until > now:
-                    holds[key] = KeyHold(job.id, job.key_until)
+                    holds[key] = KeyHold(jid, job.key_until)
             if state is W:
                 if job.run_at <= now:
-                    _append_ready(q, job)
+                    rk = (job.queue, job.priority, job.tenant_id or "")
+                    lst = ready.get(rk)
+                    if lst is None:
+                        lst = ready[rk] = []
+                    lst.append((job.run_at, jid, job))
                 else:
-                    q.delayed.append((job.run_at, job.id, job))
-                touched.add(job.queue)
+                    dl = delayed.get(job.queue)
+                    if dl is None:
+                        dl = delayed[job.queue] = []
+                    dl.append((job.run_at, jid, job))
             elif state is A:
                 active.append(job)
-        for name in touched:
-            q = self._q[name]
-            for level in q.levels.values():
-                for heap in level.tenants.values():
-                    heapq.heapify(heap)
+        for (queue, state), n in counts.items():
+            self._queue(queue).counts[state] += n
+        for (queue, priority, tenant), entries in ready.items():
+            q = self._queue(queue)
+            level = q.levels.get(priority)
+            if level is None:
+                level = q.levels[priority] = _Level()
+                q.prios.append(priority)
+                q.prios.sort(reverse=True)
+            heap = level.tenants.get(tenant)
+            if heap is None:
+                heap = level.tenants[tenant] = []
+                level.rr.append(tenant)
+            heap.extend(entries)
+            heapq.heapify(heap)
+        for queue, entries in delayed.items():
+            q = self._queue(queue)
+            q.delayed.extend(entries)
             heapq.heapify(q.delayed)
         return active
 
@@ -241,6 +264,8 @@ class JobIndex:
                     rr.rotate(-1)  # quantum of one job: the next turn is the next tenant's
                 if stale:
                     continue
+                if self.hydrate is not None and is_partial(job):
+                    self.hydrate(job)
                 if job.expires_at is not None and job.expires_at <= now:
                     self._expire(job, now)
                     expired.append(job)
@@ -536,19 +561,7 @@ def _push_ready(q: _Queue, job: Job) -> None:
     heapq.heappush(heap, (job.run_at, job.id, job))
 
 
-def _append_ready(q: _Queue, job: Job) -> None:
-    """Like `_push_ready` without keeping the heap property (the caller heapifies after)."""
-    level = q.levels.get(job.priority)
-    if level is None:
-        level = q.levels[job.priority] = _Level()
-        q.prios.append(job.priority)
-        q.prios.sort(reverse=True)
-    tenant = job.tenant_id or ""
-    heap = level.tenants.get(tenant)
-    if heap is None:
-        heap = level.tenants[tenant] = []
-        level.rr.append(tenant)
-    heap.append((job.run_at, job.id, job))
+_job_id = operator.attrgetter("id")
 
 
 def _drop_empty_levels(q: _Queue) -> None:

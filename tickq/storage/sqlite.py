@@ -9,6 +9,7 @@ read while the writer commits).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import gc
 import logging
@@ -21,7 +22,7 @@ from typing import Any
 import aiosqlite
 
 from tickq.engine.gate import Gate
-from tickq.engine.job import Job
+from tickq.engine.job import Job, is_partial
 from tickq.engine.outcome import Settle
 from tickq.engine.queues import Durability, QueueConfig, QueueCounts
 from tickq.engine.states import FINAL_STATES, JobState
@@ -49,27 +50,34 @@ def job_from_row(r: Sequence[Any]) -> Job:
                key_until=r[23])
 
 
+#: what a restart reads of each live job: enough to schedule it. The rest (REST_COLUMNS) is read
+#: when the job is first claimed or looked at, because decoding every column of a million rows
+#: was most of a restart's time.
+SCHEDULE_COLUMNS = ("id", "queue", "priority", "state", "run_at", "tenant_id", "idempotency_key")
+REST_COLUMNS = ("type", "data", "user_id", "attempts", "max_attempts", "lease_until", "progress",
+                "result", "errors", "created_at", "started_at", "finished_at", "expires_at",
+                "callback_url", "ordering_key", "stalls", "key_until")
+_ATTR = {"data": "data_json", "result": "result_json", "errors": "errors_json"}
+
+
 def _make_bulk_loader() -> Callable[[Iterable[Sequence[Any]], dict[str, str]], Iterator[Job]]:
-    """Jobs from journal rows, for loading a million at start-up.
+    """Partial jobs (see `is_partial`) from rows of SCHEDULE_COLUMNS, for a million at start-up.
 
     Straight-line attribute sets instead of keyword arguments (about three times faster), and
-    the low-cardinality strings (queue, type, tenant) shared through `names`: sqlite3 makes a new
-    string for every row, which for a million jobs is a couple of hundred megabytes of copies of
-    "money" and "payment-process".
+    the strings that repeat on every row (queue, tenant) shared through `names`: sqlite3 makes a
+    new string for every row, a couple of hundred megabytes of copies of "money" per million.
     """
-    columns = [c.strip() for c in COLUMNS.split(",")]
-    attr = {"data": "data_json", "result": "result_json", "errors": "errors_json"}
-    shared = {"queue", "type", "tenant_id"}
+    shared = {"queue", "tenant_id"}
     lines = ["def load(rows, names):", "    for r in rows:", "        j = new(Job)"]
-    for i, col in enumerate(columns):
-        name = attr.get(col, col)
+    for i, col in enumerate(SCHEDULE_COLUMNS):
         if col == "state":
             value = f"STATES[r[{i}]]"
         elif col in shared:
             value = f"names.setdefault(r[{i}], r[{i}]) if r[{i}] is not None else None"
         else:
             value = f"r[{i}]"
-        lines.append(f"        j.{name} = {value}")
+        lines.append(f"        j.{col} = {value}")
+    lines += [f"        j.{_ATTR.get(col, col)} = None" for col in REST_COLUMNS]
     lines += ["        j.claim_token = 0", "        yield j"]
     namespace: dict[str, Any] = {"Job": Job, "new": object.__new__, "STATES": _STATES}
     exec("\n".join(lines), namespace)
@@ -77,6 +85,17 @@ def _make_bulk_loader() -> Callable[[Iterable[Sequence[Any]], dict[str, str]], I
     return loader
 
 
+def _make_filler() -> Callable[[Job, Sequence[Any]], None]:
+    lines = ["def fill(j, r):"]
+    lines += [f"    j.{_ATTR.get(col, col)} = r[{i}]" for i, col in enumerate(REST_COLUMNS)]
+    namespace: dict[str, Any] = {}
+    exec("\n".join(lines), namespace)
+    filler: Callable[[Job, Sequence[Any]], None] = namespace["fill"]
+    return filler
+
+
+_fill = _make_filler()
+_REST_SQL = f"SELECT {', '.join(REST_COLUMNS)} FROM jobs WHERE id=?"
 load_jobs = _make_bulk_loader()
 
 
@@ -102,6 +121,9 @@ class SqliteStore:
         self._index: JobIndex | None = None
         self._journal: Journal | None = None
         self._reader: aiosqlite.Connection | None = None
+        #: reads the rest of partial records, on the loop's thread (a point query by key, a few
+        #: microseconds; a hop to another thread would cost more than the read)
+        self._filler: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._paused: set[str] = set()
         self._memory_queues: set[str] = set()
@@ -156,6 +178,8 @@ class SqliteStore:
         try:
             self._migrate()
             self._reader = await self._connect()
+            self._filler = sqlite3.connect(self.path, check_same_thread=False)
+            self._filler.execute("PRAGMA query_only=1")
             await self._reader.execute("PRAGMA query_only=1")
             index = JobIndex(queues)
             self._memory_queues = {n for n, q in queues.items()
@@ -169,7 +193,9 @@ class SqliteStore:
             journal.start()
             self._index, self._journal = index, journal
             index.on_change = self._mark
+            index.hydrate = self._hydrate
             for job in stalled:
+                self._hydrate(job)
                 index.stall(job, now, "process stopped while the job was running")
             await journal.flush()
             async with self._reader.execute("SELECT name FROM queue_state WHERE paused=1") as cur:
@@ -210,10 +236,11 @@ class SqliteStore:
         gc.disable()  # a million new objects would otherwise trigger many useless collections
         try:
             memory = self._memory_queues
-            rows = conn.execute(f"SELECT {COLUMNS} FROM jobs WHERE finished_at IS NULL")
-            jobs = load_jobs(rows, {})
+            rows = conn.execute(
+                f"SELECT {', '.join(SCHEDULE_COLUMNS)} FROM jobs WHERE finished_at IS NULL")
+            jobs = list(load_jobs(rows, {}))
             if memory:
-                jobs = (j for j in jobs if j.queue not in memory)
+                jobs = [j for j in jobs if j.queue not in memory]
             before = len(index.jobs)
             stalled = index.load_many(jobs, now)
             loaded = len(index.jobs) - before
@@ -234,6 +261,9 @@ class SqliteStore:
         return loaded, stalled
 
     async def _close_connections(self) -> None:
+        if self._filler is not None:
+            self._filler.close()
+            self._filler = None
         try:
             if self._reader is not None:
                 await self._reader.close()
@@ -258,6 +288,17 @@ class SqliteStore:
             return False
 
     # --- journal hooks --------------------------------------------------------------------
+
+    def _hydrate(self, job: Job) -> None:
+        """Read the rest of a partial record. Its row is authoritative: a partial record has not
+        changed since it was loaded (everything that changes a job completes it first)."""
+        if not is_partial(job) or self._filler is None:
+            return
+        row = self._filler.execute(_REST_SQL, (job.id,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"job {job.id} is in memory but not in the journal",
+                                   job_id=job.id)
+        _fill(job, row)
 
     def _mark(self, job: Job, op: int) -> None:
         if job.queue not in self._memory_queues:
@@ -290,6 +331,7 @@ class SqliteStore:
         out: list[InsertResult] = []
         for holder, created in found:
             if isinstance(holder, Job):
+                self._hydrate(holder)
                 out.append(InsertResult(holder, created))
             else:
                 existing = await self.job_get(holder)
@@ -309,6 +351,7 @@ class SqliteStore:
     async def job_get(self, job_id: str) -> Job | None:
         job = self.index.jobs.get(job_id)
         if job is not None:
+            self._hydrate(job)
             return job.copy()
         return await self._read(job_id)
 
@@ -322,8 +365,10 @@ class SqliteStore:
                 raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
             current = index.jobs.get(job_id)  # it may have come back while we read
             if current is not None:
+                self._hydrate(current)
                 return current
             index.jobs[job_id] = job
+        self._hydrate(job)
         return job
 
     async def job_fetch_available(self, queue: str, limit: int, now: float,
@@ -382,19 +427,32 @@ class SqliteStore:
         return self.index.progress(job_id, token, progress)
 
     async def job_list(self, query: JobQuery) -> list[Job]:
+        """Complete records in memory are newer than the file and win; partial ones and
+        evicted finished ones are read from the file, where their rows are exact."""
         index = self.index
-        found = {j.id: j for j in index.query(query)}
-        wants_final = query.states is None or bool(query.states & FINAL_STATES)
-        if wants_final and self._reader is not None:
-            where, params = _where(query)
+        whole = (j for j in index.jobs.values() if not is_partial(j))
+        found = {j.id: j for j in index.query(query, whole)}
+        if self._reader is not None:
             order = "DESC" if query.newest_first else "ASC"
-            sql = (f"SELECT {COLUMNS} FROM jobs WHERE {where} ORDER BY id {order} LIMIT ?")
-            async with self._reader.execute(sql, (*params, query.limit)) as cur:
-                for row in await cur.fetchall():
-                    if row[0] not in found and row[0] not in index.jobs:
-                        job = job_from_row(row)
-                        if matches(job, query):
-                            found[job.id] = job
+            page = query.limit + 64
+            from_file, cursor = 0, query.after
+            # Rows that memory supersedes are skipped, so page until the file gave enough.
+            while from_file < query.limit:
+                where, params = _where(dataclasses.replace(query, after=cursor))
+                sql = f"SELECT {COLUMNS} FROM jobs WHERE {where} ORDER BY id {order} LIMIT ?"
+                async with self._reader.execute(sql, (*params, page)) as cur:
+                    rows = list(await cur.fetchall())
+                for row in rows:
+                    cursor = row[0]
+                    current = index.jobs.get(row[0])
+                    if current is not None and not is_partial(current):
+                        continue  # memory has the newer version, already matched or not
+                    job = job_from_row(row)
+                    if matches(job, query):
+                        found[job.id] = job
+                        from_file += 1
+                if len(rows) < page:
+                    break
         jobs = sorted(found.values(), key=lambda j: j.id, reverse=query.newest_first)
         return [j.copy() for j in jobs[: query.limit]]
 

@@ -1,0 +1,98 @@
+"""The dead-letter queue under /api/v1/queue/dlq.
+
+    GET  /dlq          failed jobs with their error history, newest first (any role)    200
+    POST /dlq/retry    put 1-100 failed jobs back to waiting (admin, venue_admin)       200
+
+In tickq the dead-letter queue is not a separate store: it is every job in the `failed` state,
+kept for its queue's failed retention. Listing and retrying therefore use the same scope rules
+as the job routes (`access.can_see`): outside admin, a caller lists only their own scope, and a
+job they may not see is reported as not found, exactly like one that does not exist.
+
+A bulk retry answers 200 with one result per id, in request order, rather than failing as a
+whole: an operator draining the queue after an outage wants every retryable job back even when
+a few ids are stale.
+
+Discarding one dead-letter job is not offered: the store removes finished jobs only through
+retention rules (by queue, state and age), which cannot name a single job.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from tickq.engine.states import JobState
+from tickq.errors import TickqError, ValidationError
+from tickq.http.access import can_see, principal, require
+from tickq.http.body import parse, read_json
+from tickq.http.jobs import page_of
+from tickq.http.keys import ENGINE
+from tickq.http.middleware import status_for
+from tickq.http.queues import queue_named
+from tickq.http.responses import json_response
+from tickq.http.schemas import MAX_ID_CHARS, DlqQuery, DlqRetry, query_values
+from tickq.http.views import job_view
+from tickq.storage.base import JobQuery
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1/queue/dlq"
+routes = web.RouteTableDef()
+
+_FAILED = frozenset({JobState.FAILED})
+
+
+@routes.get(PREFIX)
+async def list_dlq(request: web.Request) -> web.Response:
+    """Failed jobs, newest first; `nextCursor` is null on the last page, else pass it back as
+    `after`. Each job carries its full error history (`errors`, one entry per failed attempt)."""
+    caller, engine = principal(request), request.app[ENGINE]
+    q = parse(DlqQuery, query_values(request.query), what="the query string", strict=False)
+    queue = queue_named(engine, q.queue).name if q.queue is not None else None
+    query = JobQuery(queue=queue, states=_FAILED, type=q.type,
+                     tenant_id=None if caller.is_admin else caller.tenant_id,
+                     after=q.after, limit=q.limit)
+    page, cursor = await page_of(engine, caller, query)
+    now = engine.clock.now()
+    return json_response({"jobs": [job_view(j, now) for j in page], "count": len(page),
+                          "limit": q.limit, "nextCursor": cursor})
+
+
+@routes.post(f"{PREFIX}/retry")
+@require("admin", "venue_admin")
+async def retry_dlq(request: web.Request) -> web.Response:
+    """Retry each listed job. A result is `{"jobId", "status": "retrying", "attempts",
+    "maxAttempts"}` or `{"jobId", "status": "error", "code", "message"}` with the code the
+    single-job route would answer (`job_not_found`, `illegal_transition` for a job that is not
+    failed, `idempotency_conflict`)."""
+    caller, engine = principal(request), request.app[ENGINE]
+    body = parse(DlqRetry, await read_json(request))
+    if len(set(body.jobIds)) != len(body.jobIds):
+        raise ValidationError("jobIds lists an id more than once", code="duplicate_job_id",
+                              field="jobIds")
+    results: list[dict[str, Any]] = []
+    for job_id in body.jobIds:
+        job = await engine.get(job_id) if len(job_id) <= MAX_ID_CHARS else None
+        if job is None or not can_see(caller, job):
+            results.append(_error(job_id, "job_not_found", f"job {job_id} not found", 404))
+            continue
+        try:
+            job = await engine.retry(job.id, body.attempts)
+        except TickqError as exc:
+            results.append(_error(job_id, exc.code, exc.message, status_for(exc)))
+            continue
+        results.append({"jobId": job.id, "status": "retrying", "queue": job.queue,
+                        "attempts": job.attempts, "maxAttempts": job.max_attempts})
+    retried = sum(1 for r in results if r["status"] == "retrying")
+    log.info("dead-letter jobs retried", extra={
+        "event": "dlq_retry_requested", "requested": len(body.jobIds), "retried": retried,
+        "user_id": caller.user_id, "tenant_id": caller.tenant_id, "role": caller.role})
+    return json_response({"total": len(results), "retried": retried,
+                          "failed": len(results) - retried, "results": results})
+
+
+def _error(job_id: str, code: str, message: str, status: int) -> dict[str, Any]:
+    return {"jobId": job_id, "status": "error", "httpStatus": status, "code": code,
+            "message": message}
