@@ -167,9 +167,6 @@ class Job:
         return bool(last.get("code") in ("stalled", "timeout")
                     and last.get("attempt") == self.attempts - 1)
 
-    def is_delayed(self, now: float) -> bool:
-        return self.state is JobState.WAITING and self.run_at > now
-
     def copy(self) -> Job:
         """An independent snapshot, for handing out where the caller may keep it."""
         return _copy(self)

@@ -331,9 +331,6 @@ class JobIndex:
             heapq.heappop(delayed)
         return None
 
-    def has_ready(self, queue: str) -> bool:
-        return any(level.rr for level in self._queue(queue).levels.values())
-
     # --- the end of a run ------------------------------------------------------------------
 
     def settle(self, s: Settle) -> Job | None:
@@ -518,9 +515,6 @@ class JobIndex:
         for job in doomed:
             self.delete(job)
         return doomed
-
-    def live_jobs(self) -> Iterable[Job]:
-        return self.jobs.values()
 
     def drop_if_unkept(self, job: Job) -> None:
         """Memory-tier queues with no retention forget a completed job at once, unless it still
