@@ -1,7 +1,9 @@
 """`python -m tickq COMMAND`: one subcommand per operation.
 
 A command is a function taking the parsed arguments and returning the exit code; adding one is
-adding its parser in `build_parser`. Exit codes: 0 done, 1 failed, 2 bad configuration or usage.
+adding its parser in `build_parser`. The operator commands that talk to a running server
+(`jobs`, `queues`, `dlq`, `limits`) live in `tickq.cli_admin`. Exit codes: 0 done, 1 failed,
+2 bad configuration or usage.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=_ttl, default=3600,
                        help="lifetime in seconds (default 3600, at most 30 days)")
     token.set_defaults(run=cmd_token)
+
+    from tickq.cli_admin import add_commands
+
+    add_commands(commands)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=cmd_version)

@@ -33,6 +33,7 @@ _EXPECTED: dict[str, str] = {
     "TICKQ_SHUTDOWN_GRACE_S": "must be a number of seconds from 0 to 3600",
     "JWT_LEEWAY_S": "must be a number of seconds from 0 to 300",
     "TICKQ_MAX_BODY_BYTES": "must be a whole number of bytes from 1024 to 67108864",
+    "API_RATE_LIMIT_ENABLED": "must be true or false",
     **{var: "must be a positive number of requests per second" for var in ENV_VARS},
 }
 
@@ -101,6 +102,29 @@ class Settings(BaseSettings):
     #: TICKQ_MAX_BODY_BYTES: larger request bodies are refused with 413
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024,
                                 validation_alias="TICKQ_MAX_BODY_BYTES")
+
+    #: API_RATE_LIMIT_ENABLED: per-caller request limits on the HTTP API (see
+    #: `tickq.http.ratelimit`); unset means on, except when TICKQ_ENV=test
+    api_rate_limit_enabled: bool | None = Field(default=None,
+                                                validation_alias="API_RATE_LIMIT_ENABLED")
+    #: API_RATE_LIMIT_USER_PER_MIN: requests per minute for user, venue_admin and monitoring
+    #: callers, and for anonymous callers (by IP), across all endpoints
+    api_rate_limit_user_per_min: int = Field(default=100, ge=1, le=10_000_000,
+                                             validation_alias="API_RATE_LIMIT_USER_PER_MIN")
+    #: API_RATE_LIMIT_ADMIN_PER_MIN: the same for admins; unset means the user limit
+    api_rate_limit_admin_per_min: int | None = Field(
+        default=None, ge=1, le=10_000_000, validation_alias="API_RATE_LIMIT_ADMIN_PER_MIN")
+    #: API_RATE_LIMIT_SERVICE_PER_MIN: the same for service callers, which enqueue the
+    #: platform's work; this one limit also covers their enqueues
+    api_rate_limit_service_per_min: int = Field(
+        default=600_000, ge=1, le=100_000_000, validation_alias="API_RATE_LIMIT_SERVICE_PER_MIN")
+    #: API_RATE_LIMIT_JOBS_PER_MIN: enqueues (POST /api/v1/queue/jobs and /jobs/batch) per
+    #: minute per caller, within the caller's overall limit
+    api_rate_limit_jobs_per_min: int = Field(default=60, ge=1, le=10_000_000,
+                                             validation_alias="API_RATE_LIMIT_JOBS_PER_MIN")
+    #: API_RATE_LIMIT_METRICS_PER_MIN: scrapes of /metrics per minute per client IP
+    api_rate_limit_metrics_per_min: int = Field(
+        default=100, ge=1, le=10_000_000, validation_alias="API_RATE_LIMIT_METRICS_PER_MIN")
 
     @model_validator(mode="before")
     @classmethod
@@ -185,6 +209,13 @@ class Settings(BaseSettings):
         if self.jwt_public_key is not None:
             return (public_key_algorithm(self.jwt_public_key),)
         return ("HS256",)
+
+    @property
+    def api_rate_limit_on(self) -> bool:
+        """API_RATE_LIMIT_ENABLED when set; otherwise on everywhere but TICKQ_ENV=test."""
+        if self.api_rate_limit_enabled is not None:
+            return self.api_rate_limit_enabled
+        return self.env != "test"
 
     @property
     def jwt_configured(self) -> bool:

@@ -33,3 +33,17 @@ def test_limiter_benchmark_runs_micro_and_end_to_end_scenarios() -> None:
         assert sum(line.strip().startswith(provider) for line in lines) == 2, out
     assert any("stopped" in line and "parked as stopped" in line for line in lines), out
     assert sum("jobs/s" in line for line in lines) == 4, out
+
+
+def test_http_enqueue_benchmark_prints_every_figure() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "http_enqueue.py"), "--seconds", "0.5",
+         "--rate-seconds", "0.5", "--batch-seconds", "0.5", "--connections", "8"],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    lines = out.splitlines()
+    assert any(line.startswith("enqueue, max throughput") and "req/s" in line
+               and "p99" in line and "errors 0" in line for line in lines), out
+    assert any(line.startswith("enqueue, fixed rate") and "p50" in line and "p99" in line
+               and "errors 0" in line for line in lines), out
+    assert any(line.startswith("batch enqueue") and "jobs/s" in line and "errors 0" in line
+               for line in lines), out

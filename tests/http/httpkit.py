@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from tickq.clock import Clock
 from tickq.engine.engine import Engine
 from tickq.engine.job import Job
 from tickq.errors import PermanentError
@@ -83,13 +84,16 @@ def _refuse(job: Job) -> None:
 
 
 @asynccontextmanager
-async def serve_api(env: Mapping[str, str] | None = None) -> AsyncIterator[Api]:
+async def serve_api(env: Mapping[str, str] | None = None, *, rate_limit: bool = False,
+                    clock: Clock | None = None) -> AsyncIterator[Api]:
     """The app with JWT_SECRET=SECRET (unless `env` says otherwise). Money and background are
     paused, so their jobs stay waiting; on communication, send-email completes, send-push fails
-    permanently (to the dead-letter queue) and send-sms runs until it is cancelled."""
+    permanently (to the dead-letter queue) and send-sms runs until it is cancelled. API rate
+    limits are off unless `rate_limit` (or `env`) turns them on; `clock` drives the engine."""
     settings = load_settings({"TICKQ_DATABASE_URL": "memory://", "JWT_SECRET": SECRET,
+                              "API_RATE_LIMIT_ENABLED": "true" if rate_limit else "false",
                               **(env or {})})
-    engine = Engine(MemoryStore(), shutdown_grace_s=0.5)
+    engine = Engine(MemoryStore(), shutdown_grace_s=0.5, clock=clock)
     engine.register("send-email", lambda job: {"sent": True})
     engine.register("send-push", _refuse)
     engine.register("send-sms", _hang)

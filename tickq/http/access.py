@@ -23,7 +23,8 @@ from tickq.http.keys import PRINCIPAL, VERIFIER
 
 #: routes (by their canonical path) that need no token; later areas add theirs here
 PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/metrics", "/api/v1/queue/health",
-                                          "/api/v1/queue/health/ready"})
+                                          "/api/v1/queue/health/ready",
+                                          "/api/v1/queue/openapi.json", "/api/v1/queue/docs"})
 PUBLIC_PREFIXES: tuple[str, ...] = ("/health/",)
 
 #: the attribute `require` leaves on a handler: the roles it admits (for docs and OpenAPI)

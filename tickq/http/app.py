@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from tickq.engine.engine import Engine
-from tickq.http import dlq, health, jobs, limits, queues
+from tickq.http import audit, dlq, health, jobs, limits, openapi, queues, ratelimit
 from tickq.http.access import authenticate
 from tickq.http.auth import TokenVerifier, verifier_from_settings
 from tickq.http.keys import ENGINE, SETTINGS, VERIFIER
@@ -22,14 +22,16 @@ from tickq.http.middleware import json_errors, request_context, secure_headers
 from tickq.settings import Settings
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes, jobs.routes, queues.routes,
-                                               dlq.routes, limits.routes)
+                                               dlq.routes, limits.routes, openapi.routes,
+                                               audit.routes)
 
 
 def make_app(settings: Settings, engine: Engine, *,
              verifier: TokenVerifier | None = None) -> web.Application:
     """The application. Tokens are verified as `settings` say unless a `verifier` is given;
     outside development, settings without a key raise `ConfigError`."""
-    app = web.Application(middlewares=[request_context, json_errors, authenticate],
+    app = web.Application(middlewares=[request_context, audit.audit_trail(settings), json_errors,
+                                       authenticate, ratelimit.api_rate_limit(settings)],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[ENGINE] = engine

@@ -26,6 +26,7 @@ from aiohttp import web
 from tickq.engine.states import JobState
 from tickq.errors import TickqError, ValidationError
 from tickq.http.access import can_see, principal, require
+from tickq.http.audit import audited, note
 from tickq.http.body import parse, read_json
 from tickq.http.jobs import page_of
 from tickq.http.keys import ENGINE
@@ -61,6 +62,7 @@ async def list_dlq(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/retry")
+@audited("dlq.retry")
 @require("admin", "venue_admin")
 async def retry_dlq(request: web.Request) -> web.Response:
     """Retry each listed job. A result is `{"jobId", "status": "retrying", "attempts",
@@ -86,9 +88,7 @@ async def retry_dlq(request: web.Request) -> web.Response:
         results.append({"jobId": job.id, "status": "retrying", "queue": job.queue,
                         "attempts": job.attempts, "maxAttempts": job.max_attempts})
     retried = sum(1 for r in results if r["status"] == "retrying")
-    log.info("dead-letter jobs retried", extra={
-        "event": "dlq_retry_requested", "requested": len(body.jobIds), "retried": retried,
-        "user_id": caller.user_id, "tenant_id": caller.tenant_id, "role": caller.role})
+    note(request, ",".join(body.jobIds), requested=len(body.jobIds), retried=retried)
     return json_response({"total": len(results), "retried": retried,
                           "failed": len(results) - retried, "results": results})
 

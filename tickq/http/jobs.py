@@ -42,6 +42,7 @@ from tickq.errors import (
     ValidationError,
 )
 from tickq.http.access import can_see, principal, require, scope_problem
+from tickq.http.audit import audited, note
 from tickq.http.auth import Principal, Role
 from tickq.http.body import field_errors, parse, read_json, summary
 from tickq.http.keys import ENGINE
@@ -301,35 +302,32 @@ async def visible_job(request: web.Request, queue: str | None) -> Job:
 
 
 @routes.post(f"{PREFIX}/jobs/{{id}}/retry")
+@audited("job.retry")
 @require("admin", "venue_admin")
 async def retry_job(request: web.Request) -> web.Response:
     """Put a dead-letter (failed) job back to waiting; 409 when the job is not failed."""
-    caller, engine = principal(request), request.app[ENGINE]
+    engine = request.app[ENGINE]
     raw = await read_json(request, optional=True)
     body = RetryRequest() if raw is None else parse(RetryRequest, raw)
     job = await visible_job(request, body.queue)
     job = await engine.retry(job.id, body.attempts)
-    log.info("job retried", extra={"event": "job_retry_requested", "job_id": job.id,
-                                   "queue": job.queue, "user_id": caller.user_id,
-                                   "tenant_id": caller.tenant_id, "role": caller.role})
+    note(request, job.id, queue=job.queue, attempts=job.attempts)
     return json_response({"jobId": job.id, "status": "retrying",
                           "message": "Job has been queued for retry",
                           "attempts": job.attempts, "maxAttempts": job.max_attempts})
 
 
 @routes.delete(f"{PREFIX}/jobs/{{id}}")
+@audited("job.cancel")
 @require("admin", "venue_admin")
 async def cancel_job(request: web.Request) -> web.Response:
     """Cancel a waiting job (200). A running job is asked to stop (202, "cancelling"): its
     processor is interrupted at its next await and the job ends cancelled. A finished job
     cannot be cancelled (409)."""
-    caller, engine = principal(request), request.app[ENGINE]
+    engine = request.app[ENGINE]
     job = await visible_job(request, request.query.get("queue"))
     job = await engine.cancel(job.id)
-    log.info("job cancel requested", extra={"event": "job_cancel_requested", "job_id": job.id,
-                                            "queue": job.queue, "state": job.state.value,
-                                            "user_id": caller.user_id,
-                                            "tenant_id": caller.tenant_id, "role": caller.role})
+    note(request, job.id, queue=job.queue, state=job.state.value)
     if job.state is JobState.CANCELLED:
         return json_response({"jobId": job.id, "status": "cancelled",
                               "message": "Job has been cancelled"})

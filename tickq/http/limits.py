@@ -30,8 +30,8 @@ from aiohttp import web
 from tickq.engine.engine import Engine
 from tickq.engine.limiter import LimitStatus
 from tickq.errors import NotFoundError
-from tickq.http.access import principal, require
-from tickq.http.auth import Principal
+from tickq.http.access import require
+from tickq.http.audit import audited, note
 from tickq.http.body import parse, read_json
 from tickq.http.keys import ENGINE
 from tickq.http.responses import json_response
@@ -141,42 +141,45 @@ async def check(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/reset/{{service}}")
+@audited("rate_limit.reset")
 @require("admin")
 async def reset(request: web.Request) -> web.Response:
     """Full tokens, no cooldown and a closed breaker (spec endpoint 14). Calls in flight keep
     their slots (they will give them back; forgetting them would overrun the cap), and an
     emergency stop stays in force: only a resume lifts it."""
-    caller, engine = principal(request), request.app[ENGINE]
+    engine = request.app[ENGINE]
     service = service_named(engine, request.match_info["service"])
     engine.reset_provider(service)
-    _audit("rate limiter reset", "rate_limit_reset", caller, service)
+    note(request, service)
     return json_response({"service": service, "status": "reset",
                           "message": f"Rate limiter for {service} has been reset"})
 
 
 @routes.post(f"{PREFIX}/emergency-stop")
+@audited("emergency.stop")
 @require("admin")
 async def emergency_stop(request: web.Request) -> web.Response:
     """Start no job that calls the service (every service without one) until a resume (spec
     endpoint 15). Running jobs finish; waiting ones wait without spending attempts."""
-    caller, engine = principal(request), request.app[ENGINE]
+    engine = request.app[ENGINE]
     service = await _service_of(request)
     engine.emergency_stop(service)
-    _audit("emergency stop", "emergency_stop_requested", caller, service or "*")
+    note(request, service or "*")
     which = "All rate limiters have" if service is None else f"The rate limiter for {service} has"
     return json_response({"status": "stopped", "service": service,
                           "message": f"{which} been paused"})
 
 
 @routes.post(f"{PREFIX}/resume")
+@audited("emergency.resume")
 @require("admin")
 async def resume(request: web.Request) -> web.Response:
     """Lift an emergency stop (spec endpoint 16); parked jobs start again at once, within
     their limits. Resuming everything also lifts every per-service stop."""
-    caller, engine = principal(request), request.app[ENGINE]
+    engine = request.app[ENGINE]
     service = await _service_of(request)
     engine.resume_provider(service)
-    _audit("emergency stop lifted", "emergency_resume_requested", caller, service or "*")
+    note(request, service or "*")
     which = "All rate limiters have" if service is None else f"The rate limiter for {service} has"
     return json_response({"status": "resumed", "service": service,
                           "message": f"{which} been resumed"})
@@ -206,8 +209,3 @@ async def _service_of(request: web.Request) -> str | None:
     body = ServiceBody() if raw is None else parse(ServiceBody, raw)
     return None if body.service is None else service_named(request.app[ENGINE], body.service)
 
-
-def _audit(message: str, event: str, caller: Principal, service: str) -> None:
-    """Operator actions are logged with who did them (seed-003: "Logs action with user ID")."""
-    log.warning(message, extra={"event": event, "provider": service, "user_id": caller.user_id,
-                                "tenant_id": caller.tenant_id, "role": caller.role})

@@ -43,6 +43,7 @@ from tickq.errors import (
     ValidationError,
 )
 from tickq.http.access import can_see, principal, require
+from tickq.http.audit import audited, note
 from tickq.http.auth import Principal
 from tickq.http.body import parse
 from tickq.http.keys import ENGINE
@@ -120,36 +121,39 @@ async def queue_status(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/{{name}}/pause")
+@audited("queue.pause")
 @require("admin")
 async def pause_queue(request: web.Request) -> web.Response:
     """No new job starts; running jobs finish and waiting jobs stay queued (spec endpoint 8).
     The pause is stored, so it outlives a restart."""
-    caller, engine = principal(request), request.app[ENGINE]
+    engine = request.app[ENGINE]
     queue = queue_named(engine, request.match_info["name"]).name
     await engine.pause(queue)
-    _audit("queue paused", "queue_paused", caller, queue)
+    note(request, queue)
     return json_response({"queue": queue, "status": "paused",
                           "message": "Queue has been paused"})
 
 
 @routes.post(f"{PREFIX}/{{name}}/resume")
+@audited("queue.resume")
 @require("admin")
 async def resume_queue(request: web.Request) -> web.Response:
-    caller, engine = principal(request), request.app[ENGINE]
+    engine = request.app[ENGINE]
     queue = queue_named(engine, request.match_info["name"]).name
     await engine.resume(queue)
-    _audit("queue resumed", "queue_resumed", caller, queue)
+    note(request, queue)
     return json_response({"queue": queue, "status": "active",
                           "message": "Queue has been resumed"})
 
 
 @routes.post(f"{PREFIX}/{{name}}/clear")
+@audited("queue.clear")
 @require("admin")
 async def clear_queue(request: web.Request) -> web.Response:
     """Cancel every job of the queue that has not started (spec endpoint 10, `type=wait`, the
     default) or only the delayed ones (`type=delayed`); `type=all` is accepted for the spec's
     "no type" and means the same as `wait`, since finished jobs cannot be cancelled."""
-    caller, engine = principal(request), request.app[ENGINE]
+    engine = request.app[ENGINE]
     queue = queue_named(engine, request.match_info["name"]).name
     q = parse(ClearQuery, query_values(request.query), what="the query string", strict=False)
     was_paused = (await engine.counts(queue)).paused or engine.is_paused(queue)
@@ -161,7 +165,7 @@ async def clear_queue(request: web.Request) -> web.Response:
         if not was_paused:
             await engine.resume(queue)
     what = "delayed" if q.type == "delayed" else "waiting"
-    _audit("queue cleared", "queue_cleared", caller, queue, cancelled=cancelled, type=q.type)
+    note(request, queue, cancelled=cancelled, skipped=skipped, type=q.type)
     return json_response({"queue": queue, "action": f"cancelled {what}", "type": q.type,
                           "cancelled": cancelled, "skipped": skipped,
                           "message": f"Queue has been cleared: {cancelled} {what} job(s) "
@@ -260,8 +264,3 @@ async def visible(engine: Engine, caller: Principal, queue: str, status: str, sk
         after = chunk[-1].id
     return found, True
 
-
-def _audit(message: str, event: str, caller: Principal, queue: str, **extra: Any) -> None:
-    """Operator actions are logged with who did them (seed-003: "Logs action with user ID")."""
-    log.warning(message, extra={"event": event, "queue": queue, "user_id": caller.user_id,
-                                "tenant_id": caller.tenant_id, "role": caller.role, **extra})
