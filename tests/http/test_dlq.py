@@ -136,3 +136,33 @@ async def test_retry_reports_each_id(api: Api) -> None:
         assert (by_id[hidden]["code"], by_id[hidden]["httpStatus"]) == ("job_not_found", 404)
         assert "t2" not in by_id[hidden]["message"]
     assert (await api.engine.get(theirs)).state.value == "failed"  # type: ignore[union-attr]
+
+
+# --- DELETE /dlq/{id} ---------------------------------------------------------------------------
+
+
+async def test_discard_deletes_a_dead_letter_job_for_good(api: Api) -> None:
+    failed = await dead(api)
+    resp = await api.client.delete(f"{DLQ}/{failed}", headers=auth())
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["status"] == "discarded"
+    gone = await api.client.get(f"/api/v1/queue/jobs/{failed}", headers=auth())
+    assert gone.status == 404
+    listed = await (await api.client.get(DLQ, headers=auth())).json()
+    assert failed not in [j["id"] for j in listed["jobs"]]
+
+
+async def test_discard_refuses_users_other_tenants_and_live_jobs(api: Api) -> None:
+    failed = await dead(api)
+    denied = await api.client.delete(f"{DLQ}/{failed}", headers=auth(role="user"))
+    assert (denied.status, (await denied.json())["code"]) == (403, "forbidden")
+    theirs = await dead(api, tenant="t2", user="u9", role="user", title="theirs")
+    hidden = await api.client.delete(f"{DLQ}/{theirs}",
+                                     headers=auth(role="venue_admin"))
+    assert (hidden.status, (await hidden.json())["code"]) == (404, "job_not_found")
+    done = await api.enqueue(email())
+    await api.wait_state(done, "completed")
+    live = await api.client.delete(f"{DLQ}/{done}", headers=auth())
+    assert (live.status, (await live.json())["code"]) == (409, "illegal_transition")
+    still = await api.client.get(f"/api/v1/queue/jobs/{failed}", headers=auth())
+    assert still.status == 200

@@ -930,6 +930,29 @@ class StoreConformance:
         await store.job_cancel(later.id, T0 + 1)
         assert await store.next_run_at("money") is None
 
+    async def test_discard_deletes_a_failed_job_and_frees_its_key(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        make = Jobs()
+        job, waiting = make(key="k-9", tenant="t1"), make()
+        await insert(store, job)
+        running = await claim_one(store, job.id)
+        await insert(store, waiting)
+        await store.job_settle_many([settle(running, SettleKind.FAIL, T0 + 1, error=ErrorEntry(
+            attempt=1, type="PermanentError", message="declined", at=T0 + 1))])
+
+        gone = await store.job_discard(job.id)
+
+        assert (gone.id, gone.state) == (job.id, F)
+        assert await store.job_get(job.id) is None
+        assert (await store.queue_counts("money", T0 + 2)).failed == 0
+        [fresh] = await store.job_insert_many([make(key="k-9", tenant="t1")], T0 + 2)
+        assert fresh.created
+        with pytest.raises(IllegalTransitionError):
+            await store.job_discard(waiting.id)
+        with pytest.raises(JobNotFoundError):
+            await store.job_discard(job.id)
+
     # --- restarts (backends that keep state) ----------------------------------------------
 
     async def test_waiting_jobs_survive_a_restart_in_dispatch_order(

@@ -321,6 +321,13 @@ class Engine:
                                         buffered)
         return job
 
+    async def discard(self, job_id: str) -> Job:
+        """Delete a dead-letter (failed) job for good; returns it as it was."""
+        job = await self.store.job_discard(job_id)
+        log.info("dead-letter job discarded", extra={"event": "discarded", "job_id": job.id,
+                                                    "queue": job.queue})
+        return job
+
     async def retry(self, job_id: str, extra_attempts: int | None = None) -> Job:
         """Put a dead-letter (failed) job back to waiting; its error history is kept."""
         job = await self.store.job_get(job_id)

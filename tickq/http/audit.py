@@ -54,6 +54,7 @@ LOG_EVENTS: dict[str, tuple[str, str, int]] = {
     "job.retry": ("job_retry_requested", "job_id", logging.INFO),
     "job.cancel": ("job_cancel_requested", "job_id", logging.INFO),
     "dlq.retry": ("dlq_retry_requested", "job_ids", logging.INFO),
+    "dlq.discard": ("dlq_discard_requested", "job_id", logging.WARNING),
     "rate_limit.reset": ("rate_limit_reset", "provider", logging.WARNING),
     "emergency.stop": ("emergency_stop_requested", "provider", logging.WARNING),
     "emergency.resume": ("emergency_resume_requested", "provider", logging.WARNING),

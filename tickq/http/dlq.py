@@ -1,7 +1,8 @@
 """The dead-letter queue under /api/v1/queue/dlq.
 
-    GET  /dlq          failed jobs with their error history, newest first (any role)    200
-    POST /dlq/retry    put 1-100 failed jobs back to waiting (admin, venue_admin)       200
+    GET    /dlq          failed jobs with their error history, newest first (any role)  200
+    POST   /dlq/retry    put 1-100 failed jobs back to waiting (admin, venue_admin)     200
+    DELETE /dlq/{id}     discard one failed job for good (admin, venue_admin)           200
 
 In tickq the dead-letter queue is not a separate store: it is every job in the `failed` state,
 kept for its queue's failed retention. Listing and retrying therefore use the same scope rules
@@ -12,8 +13,8 @@ A bulk retry answers 200 with one result per id, in request order, rather than f
 whole: an operator draining the queue after an outage wants every retryable job back even when
 a few ids are stale.
 
-Discarding one dead-letter job is not offered: the store removes finished jobs only through
-retention rules (by queue, state and age), which cannot name a single job.
+Discarding deletes the job and its history (the audit log keeps who did it); a job that is not
+failed answers 409, one the caller may not see 404.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from tickq.engine.states import JobState
-from tickq.errors import TickqError, ValidationError
+from tickq.errors import JobNotFoundError, TickqError, ValidationError
 from tickq.http.access import can_see, principal, require
 from tickq.http.audit import audited, note
 from tickq.http.body import parse, read_json
@@ -91,6 +92,21 @@ async def retry_dlq(request: web.Request) -> web.Response:
     note(request, ",".join(body.jobIds), requested=len(body.jobIds), retried=retried)
     return json_response({"total": len(results), "retried": retried,
                           "failed": len(results) - retried, "results": results})
+
+
+@routes.delete(f"{PREFIX}/{{id}}")
+@audited("dlq.discard")
+@require("admin", "venue_admin")
+async def discard_dlq(request: web.Request) -> web.Response:
+    caller, engine = principal(request), request.app[ENGINE]
+    job_id = request.match_info["id"]
+    job = await engine.get(job_id) if len(job_id) <= MAX_ID_CHARS else None
+    if job is None or not can_see(caller, job):
+        raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+    gone = await engine.discard(job.id)
+    note(request, gone.id)
+    return json_response({"jobId": gone.id, "status": "discarded", "queue": gone.queue,
+                          "type": gone.type})
 
 
 def _error(job_id: str, code: str, message: str, status: int) -> dict[str, Any]:

@@ -134,6 +134,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", f"{PREFIX}/dlq/retry"): Operation(
         "Retry 1-100 dead-letter jobs", {200: "One result per job"}, (*BODY_ERRORS, 403),
         body=DlqRetry),
+    ("DELETE", f"{PREFIX}/dlq/{{id}}"): Operation(
+        "Discard one dead-letter job for good", {200: "Discarded"}, (403, 404, 409)),
     ("GET", f"{PREFIX}/rate-limits/status"): Operation(
         "Every provider rate-limit bucket", {200: "Buckets by name"}),
     ("GET", f"{PREFIX}/rate-limits/status/{{key}}"): Operation(

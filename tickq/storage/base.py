@@ -137,6 +137,11 @@ class Store(Protocol):
 
     async def job_list(self, query: JobQuery) -> list[Job]: ...
 
+    async def job_discard(self, job_id: str) -> Job:
+        """Delete a failed (dead-letter) job for good; returns it as it was. Raises
+        JobNotFoundError, or IllegalTransitionError for a job that is not failed."""
+        ...
+
     async def job_prune(self, rules: Sequence[PruneRule]) -> int:
         """Delete finished jobs the rules match; returns how many."""
         ...

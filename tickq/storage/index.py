@@ -467,6 +467,15 @@ class JobIndex:
             del self.jobs[job.id]
             self._queue(job.queue).finished.pop(job.id, None)
 
+    def discard(self, job: Job) -> Job:
+        """Delete a dead-letter job on an operator's word (not retention)."""
+        if job.state is not F:
+            raise IllegalTransitionError(
+                f"job {job.id} is {job.state.value}; only a failed job can be discarded",
+                job_id=job.id)
+        self.delete(job)
+        return job
+
     def delete(self, job: Job) -> None:
         """Remove a finished job entirely (retention)."""
         if job.state not in FINAL_STATES:

@@ -91,6 +91,10 @@ class MemoryStore:
     async def job_list(self, query: JobQuery) -> list[Job]:
         return [j.copy() for j in self.index.query(query)]
 
+    async def job_discard(self, job_id: str) -> Job:
+        index = self.index
+        return index.discard(index.get(job_id)).copy()
+
     async def job_prune(self, rules: Sequence[PruneRule]) -> int:
         return len(self.index.prune(rules))
 

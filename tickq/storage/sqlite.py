@@ -423,6 +423,16 @@ class SqliteStore:
         await self._durable()
         return job.copy()
 
+    async def job_discard(self, job_id: str) -> Job:
+        record = await self._get_record(job_id)
+        try:
+            job = self.index.discard(record)
+        except Exception:
+            self.index.evict(record)
+            raise
+        await self._durable()
+        return job.copy()
+
     async def job_progress(self, job_id: str, token: int, progress: int) -> bool:
         return self.index.progress(job_id, token, progress)
 
