@@ -64,6 +64,10 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1/queue"
 routes = web.RouteTableDef()
 
+#: ids for the throwaway records built to check a request before enqueueing it (one generator:
+#: making one per request cost more than the check)
+_CHECK_IDS = IdGenerator()
+
 #: monitoring is the read-only role (seed-003 "Authorization"); every other role may enqueue
 ENQUEUERS: tuple[Role, ...] = ("admin", "venue_admin", "service", "user")
 #: a listing that must filter beyond what the store can (users, venue admins) reads at most
@@ -184,7 +188,7 @@ def prepare(engine: Engine, caller: Principal, queue: str, type_name: str,
                    tenant_id=caller.tenant_id, user_id=caller.user_id,
                    max_attempts=options.attempts, ordering_key=options.orderingKey)
     try:
-        build_job(registry, IdGenerator(), spec, engine.clock.now())
+        build_job(registry, _CHECK_IDS, spec, engine.clock.now())
     except ValidationError as exc:
         field = _SPEC_FIELDS.get(exc.field or "", exc.field or "body")
         return [{"field": f"{prefix}{field}", "message": exc.message, "code": exc.code}]

@@ -10,8 +10,9 @@ errors aiohttp raises itself and streamed responses.
 from __future__ import annotations
 
 import logging
+import os
+import random
 import re
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -78,6 +79,9 @@ def status_for(exc: TickqError) -> int:
     return 500
 
 
+#: request ids need to be unique, not secret: one generator seeded from the OS, no syscall each
+_ids = random.Random(os.urandom(32))
+
 def clean_request_id(raw: str | None) -> str:
     """The caller's request id with anything that could forge a log line or a header removed,
     bounded in length; a fresh one when nothing usable is left."""
@@ -85,7 +89,7 @@ def clean_request_id(raw: str | None) -> str:
         cleaned = _REQUEST_ID_JUNK.sub("", raw)[:MAX_REQUEST_ID]
         if cleaned:
             return cleaned
-    return uuid.uuid4().hex
+    return f"{_ids.getrandbits(128):032x}"
 
 
 @web.middleware
