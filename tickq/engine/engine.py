@@ -232,7 +232,20 @@ class Engine:
         if not self._started or self._stopped:
             raise StoreClosedError("the engine is not running")
         now = self.clock.now()
-        jobs = [self._build(s, now) for s in specs]
+        return await self.enqueue_jobs([self._build(s, now) for s in specs], now)
+
+    def build(self, spec: JobSpec) -> Job:
+        """The record `spec` would become, validated, without enqueueing it: for callers that
+        check each item of a request themselves (and then hand the records to `enqueue_jobs`
+        rather than having them built a second time)."""
+        return self._build(spec, self.clock.now())
+
+    async def enqueue_jobs(self, jobs: Sequence[Job], now: float | None = None
+                           ) -> list[Enqueued]:
+        """Enqueue records made by `build`; as `enqueue_many` otherwise."""
+        if not self._started or self._stopped:
+            raise StoreClosedError("the engine is not running")
+        now = self.clock.now() if now is None else now
         results = await self.store.job_insert_many(jobs, now)
         woken: set[str] = set()
         emit = self.events.active

@@ -117,11 +117,12 @@ class Registry:
         try:
             model = job_type.schema.model_validate(data)
         except pydantic.ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'data'}: {e['msg']}" for e in exc.errors()
-            )
+            errors = exc.errors(include_url=False, include_input=False)
+            details = [{"field": _path(e["loc"]), "message": e["msg"], "code": e["type"]}
+                       for e in errors]
+            problems = "; ".join(f"{d['field']}: {d['message']}" for d in details)
             raise JobDataError(f"data for {job_type.name} is invalid: {problems}",
-                               field="data") from None
+                               field="data", details=details) from None
         return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     @staticmethod
@@ -132,3 +133,11 @@ class Registry:
             raise ValidationError(f"priority must be a whole number from 1 to 10, got {priority!r}",
                                   code="invalid_priority", field="priority")
         return priority
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """('seats', 0, 'id') -> 'data.seats[0].id': where in the job's data a problem is."""
+    path = "data"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path

@@ -24,13 +24,11 @@ import dataclasses
 import logging
 from typing import Any
 
-import pydantic
 from aiohttp import web
 
 from tickq.engine.engine import Engine
-from tickq.engine.ids import IdGenerator
 from tickq.engine.job import Job
-from tickq.engine.producer import JobSpec, build_job
+from tickq.engine.producer import JobSpec
 from tickq.engine.registry import JobType
 from tickq.engine.states import JobState
 from tickq.errors import (
@@ -44,7 +42,7 @@ from tickq.errors import (
 from tickq.http.access import can_see, principal, require, scope_problem
 from tickq.http.audit import audited, note
 from tickq.http.auth import Principal, Role
-from tickq.http.body import field_errors, parse, read_json, summary
+from tickq.http.body import parse, read_json, summary
 from tickq.http.keys import ENGINE
 from tickq.http.responses import json_response
 from tickq.http.schemas import (
@@ -63,10 +61,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/queue"
 routes = web.RouteTableDef()
-
-#: ids for the throwaway records built to check a request before enqueueing it (one generator:
-#: making one per request cost more than the check)
-_CHECK_IDS = IdGenerator()
 
 #: monitoring is the read-only role (seed-003 "Authorization"); every other role may enqueue
 ENQUEUERS: tuple[Role, ...] = ("admin", "venue_admin", "service", "user")
@@ -93,8 +87,8 @@ async def add_job(request: web.Request) -> web.Response:
                        body.idempotencyKey)
     if not isinstance(prepared, tuple):
         raise refusal(prepared)
-    jt, spec = prepared
-    [(job, created)] = await engine.enqueue_many([spec])
+    jt, built = prepared
+    [(job, created)] = await engine.enqueue_jobs([built])
     if not created:
         check_duplicate(engine, caller, jt, body.data, body.idempotencyKey, job)
     log.debug("job enqueued", extra={"event": "http_enqueued", "job_id": job.id,
@@ -113,7 +107,7 @@ async def add_batch(request: web.Request) -> web.Response:
     caller, engine = principal(request), request.app[ENGINE]
     body = parse(NewBatch, await read_json(request))
     _known_queue(engine, body.queue)
-    accepted: list[tuple[int, JobType, JobSpec, Any, str | None]] = []
+    accepted: list[tuple[int, JobType, Job, Any, str | None]] = []
     errors: list[dict[str, Any]] = []
     for i, item in enumerate(body.jobs):
         prepared = prepare(engine, caller, body.queue, item.type, item.data, item.options,
@@ -129,7 +123,7 @@ async def add_batch(request: web.Request) -> web.Response:
         raise ValidationError(f"the batch was refused ({why}); nothing was enqueued",
                               code="batch_invalid",
                               details=[d for e in errors for d in e["details"]])
-    results = await engine.enqueue_many([spec for _, _, spec, _, _ in accepted])
+    results = await engine.enqueue_jobs([built for _, _, built, _, _ in accepted])
     now = engine.clock.now()
     done: list[dict[str, Any]] = []
     for (i, jt, _, data, key), (job, created) in zip(accepted, results, strict=True):
@@ -152,9 +146,10 @@ async def add_batch(request: web.Request) -> web.Response:
 
 def prepare(engine: Engine, caller: Principal, queue: str, type_name: str,
             data: dict[str, Any], options: JobOptions, key: str | None, *,
-            prefix: str = "") -> tuple[JobType, JobSpec] | Problems:
-    """The job type and spec for one requested job, or every problem with it. Runs the
-    engine's own checks too, so that an accepted spec cannot be refused at enqueue."""
+            prefix: str = "") -> tuple[JobType, Job] | Problems:
+    """The job type and the record for one requested job, or every problem with it. The record
+    is built by the engine's own checks (`Engine.build`), so it cannot be refused at enqueue and
+    is not built twice."""
     registry = engine.registry
     problems: Problems = []
     jt: JobType | None = None
@@ -173,11 +168,6 @@ def prepare(engine: Engine, caller: Principal, queue: str, type_name: str,
         problems.append({"field": f"{prefix}type", "code": "queue_mismatch",
                          "message": f"job type {jt.name!r} runs on the {jt.queue!r} queue, "
                                     f"not {queue!r}"})
-    if jt is not None and jt.schema is not None:
-        try:
-            jt.schema.model_validate(data)
-        except pydantic.ValidationError as exc:
-            problems += field_errors(exc, f"{prefix}data")
     if problems or jt is None:
         return problems
     why = scope_problem(caller, data)
@@ -188,11 +178,13 @@ def prepare(engine: Engine, caller: Principal, queue: str, type_name: str,
                    tenant_id=caller.tenant_id, user_id=caller.user_id,
                    max_attempts=options.attempts, ordering_key=options.orderingKey)
     try:
-        build_job(registry, _CHECK_IDS, spec, engine.clock.now())
+        built = engine.build(spec)
     except ValidationError as exc:
+        if exc.details:  # the job type's data schema: one entry per field
+            return [{**d, "field": f"{prefix}{d['field']}"} for d in exc.details]
         field = _SPEC_FIELDS.get(exc.field or "", exc.field or "body")
         return [{"field": f"{prefix}{field}", "message": exc.message, "code": exc.code}]
-    return jt, spec
+    return jt, built
 
 
 def refusal(problems: Problems) -> ValidationError | PermissionDeniedError:
