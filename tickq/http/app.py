@@ -14,16 +14,27 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from tickq.engine.engine import Engine
-from tickq.http import audit, dlq, health, jobs, limits, openapi, queues, ratelimit
+from tickq.http import (
+    audit,
+    dlq,
+    health,
+    jobs,
+    limits,
+    openapi,
+    prometheus,
+    queues,
+    ratelimit,
+)
 from tickq.http.access import authenticate
 from tickq.http.auth import TokenVerifier, verifier_from_settings
-from tickq.http.keys import ENGINE, SETTINGS, VERIFIER
+from tickq.http.keys import ENGINE, METRICS, SETTINGS, VERIFIER
 from tickq.http.middleware import json_errors, request_context, secure_headers
+from tickq.metrics import Metrics
 from tickq.settings import Settings
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes, jobs.routes, queues.routes,
                                                dlq.routes, limits.routes, openapi.routes,
-                                               audit.routes)
+                                               audit.routes, prometheus.routes)
 
 
 def make_app(settings: Settings, engine: Engine, *,
@@ -36,6 +47,8 @@ def make_app(settings: Settings, engine: Engine, *,
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[VERIFIER] = verifier or verifier_from_settings(settings)
+    app[METRICS] = Metrics(engine)
+    app[METRICS].subscribe()
     for table in ROUTE_TABLES:
         app.add_routes(table)
     app.on_response_prepare.append(secure_headers)
@@ -48,3 +61,4 @@ async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
     await engine.start()  # idempotent: an engine started by the embedding code stays as it is
     yield
     await engine.stop(app[SETTINGS].shutdown_grace_s)
+    app[METRICS].close()

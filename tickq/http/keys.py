@@ -7,11 +7,13 @@ from aiohttp import web
 
 from tickq.engine.engine import Engine
 from tickq.http.auth import Principal, TokenVerifier
+from tickq.metrics import Metrics
 from tickq.settings import Settings
 
 ENGINE = web.AppKey("tickq.engine", Engine)
 SETTINGS = web.AppKey("tickq.settings", Settings)
 VERIFIER = web.AppKey("tickq.verifier", TokenVerifier)
+METRICS = web.AppKey("tickq.metrics", Metrics)
 
 #: the authenticated caller (absent on public routes)
 PRINCIPAL = web.RequestKey("tickq.principal", Principal)

@@ -136,6 +136,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=DlqRetry),
     ("DELETE", f"{PREFIX}/dlq/{{id}}"): Operation(
         "Discard one dead-letter job for good", {200: "Discarded"}, (403, 404, 409)),
+    ("GET", f"{PREFIX}/metrics/prometheus"): Operation(
+        "Prometheus metrics in the text exposition format", {200: "The metrics"}, (403,)),
     ("GET", f"{PREFIX}/rate-limits/status"): Operation(
         "Every provider rate-limit bucket", {200: "Buckets by name"}),
     ("GET", f"{PREFIX}/rate-limits/status/{{key}}"): Operation(
@@ -275,12 +277,16 @@ def _register(model: Model, components: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+#: routes answering something other than JSON, by the media type they answer
+TEXT_TYPES = {DOCS_PATH: "text/html", f"{PREFIX}/metrics/prometheus": "text/plain"}
+
+
 def _ok_type(path: str) -> str:
-    return "text/html" if path == DOCS_PATH else "application/json"
+    return TEXT_TYPES.get(path, "application/json")
 
 
 def _ok_schema(op: Operation, path: str) -> dict[str, Any]:
-    if path == DOCS_PATH:
+    if path in TEXT_TYPES:
         return {"type": "string"}
     return {"type": "array"} if op.array else {"type": "object"}
 
