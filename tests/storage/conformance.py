@@ -139,6 +139,15 @@ def boom(job: Job, at: float, message: str = "boom") -> ErrorEntry:
                       code="E1")
 
 
+async def dead_letter(store: Store, job: Job, at: float = T0 + 1) -> Job:
+    """Insert `job`, claim it and fail it for good: a job in the dead-letter queue."""
+    await insert(store, job)
+    running = await claim_one(store, job.id)
+    [failed] = await store.job_settle_many([settle(running, SettleKind.FAIL, at,
+                                                   error=boom(running, at))])
+    return failed
+
+
 async def get(store: Store, job_id: str) -> Job:
     job = await store.job_get(job_id)
     assert job is not None, f"job {job_id} is gone"
@@ -655,10 +664,7 @@ class StoreConformance:
         store = await store_factory()
         make = Jobs()
         job = make(max_attempts=1, key="pay-1")
-        await insert(store, job)
-        running = await claim_one(store, job.id)
-        await store.job_settle_many([settle(running, SettleKind.FAIL, T0 + 1,
-                                            error=boom(running, T0 + 1))])
+        await dead_letter(store, job)
 
         revived = await store.job_retry_failed(job.id, T0 + 50, 2)
 
@@ -680,10 +686,7 @@ class StoreConformance:
         store = await store_factory()
         make = Jobs()
         job = make(max_attempts=1, key="pay-1")
-        await insert(store, job)
-        running = await claim_one(store, job.id)
-        await store.job_settle_many([settle(running, SettleKind.FAIL, T0 + 1,
-                                            error=boom(running, T0 + 1))])
+        await dead_letter(store, job)
         successor = make(key="pay-1")
         await insert(store, successor, now=T0 + 2)
 
@@ -935,11 +938,8 @@ class StoreConformance:
         store = await store_factory()
         make = Jobs()
         job, waiting = make(key="k-9", tenant="t1"), make()
-        await insert(store, job)
-        running = await claim_one(store, job.id)
+        await dead_letter(store, job)
         await insert(store, waiting)
-        await store.job_settle_many([settle(running, SettleKind.FAIL, T0 + 1, error=ErrorEntry(
-            attempt=1, type="PermanentError", message="declined", at=T0 + 1))])
 
         gone = await store.job_discard(job.id)
 
