@@ -935,3 +935,21 @@ async def test_expired_job_fails_as_expired_and_never_runs(url: str) -> None:
     assert [e.code for e in done.errors] == ["expired"]
     assert [e.kind for e in log.of(Kind.EXPIRED, job.id)] == [Kind.EXPIRED]
     assert log.of(Kind.STARTED, job.id) == []
+
+
+async def test_clear_cancels_jobs_that_have_not_started_and_restores_the_pause() -> None:
+    async with tickq.open("memory://") as engine:
+        @engine.processor("noop-clear", queue="communication")
+        async def noop(job: tickq.Job) -> None:
+            return None
+
+        await engine.pause("communication")
+        now_ids = [(await engine.enqueue("noop-clear", {})).id for _ in range(3)]
+        later = await engine.enqueue("noop-clear", {}, delay_s=3600)
+
+        assert await engine.clear("communication", delayed_only=True) == (1, 0)
+        assert (await engine.get(later.id)).state is tickq.JobState.CANCELLED  # type: ignore[union-attr]
+        assert await engine.clear("communication") == (3, 0)
+        for job_id in now_ids:
+            assert (await engine.get(job_id)).state is tickq.JobState.CANCELLED  # type: ignore[union-attr]
+        assert engine.is_paused("communication")  # paused before, paused after

@@ -35,6 +35,7 @@ from tickq.engine.retention import retention_rules
 from tickq.engine.settler import Settler
 from tickq.engine.states import FINAL_STATES, JobState
 from tickq.errors import (
+    IllegalTransitionError,
     JobNotFoundError,
     JobTimeoutError,
     StoreClosedError,
@@ -43,6 +44,9 @@ from tickq.errors import (
 from tickq.storage.base import JobQuery, PruneRule, Store
 
 log = logging.getLogger(__name__)
+
+#: jobs read per page when clearing a queue
+CLEAR_BATCH = 500
 
 Processor = Callable[[Job], Awaitable[Any]]
 P = TypeVar("P", bound=Callable[..., Any])
@@ -371,6 +375,42 @@ class Engine:
         if runner is not None:
             runner.paused = False
             runner.wake()
+
+    async def clear(self, queue: str, *, delayed_only: bool = False) -> tuple[int, int]:
+        """Cancel the queue's jobs that have not started (only the delayed ones when
+        `delayed_only`); returns (cancelled, skipped). The queue is held paused meanwhile, so
+        nothing is claimed half-way through, and a job that started or finished anyway is
+        skipped, never interrupted."""
+        self.registry.queue(queue)
+        was_paused = self.is_paused(queue) or queue in await self.store.queue_paused()
+        if not was_paused:
+            await self.pause(queue)
+        cancelled = skipped = 0
+        try:
+            after: str | None = None
+            while True:
+                page = await self.store.job_list(JobQuery(
+                    queue=queue, states=frozenset({JobState.WAITING}), after=after,
+                    limit=CLEAR_BATCH, newest_first=False))
+                now = self.clock.now()
+                for job in page:
+                    if delayed_only and job.run_at <= now:
+                        continue
+                    try:
+                        done = await self.cancel(job.id)
+                    except (JobNotFoundError, IllegalTransitionError):
+                        skipped += 1
+                        continue
+                    if done.state is JobState.CANCELLED:
+                        cancelled += 1
+                    else:
+                        skipped += 1
+                if len(page) < CLEAR_BATCH:
+                    return cancelled, skipped
+                after = page[-1].id
+        finally:
+            if not was_paused:
+                await self.resume(queue)
 
     def is_paused(self, queue: str) -> bool:
         runner = self._runners.get(queue)

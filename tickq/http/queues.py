@@ -36,8 +36,6 @@ from tickq.engine.job import Job
 from tickq.engine.queues import QueueConfig
 from tickq.engine.states import JobState
 from tickq.errors import (
-    IllegalTransitionError,
-    JobNotFoundError,
     NotFoundError,
     UnknownQueueError,
     ValidationError,
@@ -156,52 +154,13 @@ async def clear_queue(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     queue = queue_named(engine, request.match_info["name"]).name
     q = parse(ClearQuery, query_values(request.query), what="the query string", strict=False)
-    was_paused = (await engine.counts(queue)).paused or engine.is_paused(queue)
-    if not was_paused:
-        await engine.pause(queue)
-    try:
-        cancelled, skipped = await _cancel_waiting(engine, queue, delayed_only=q.type == "delayed")
-    finally:
-        if not was_paused:
-            await engine.resume(queue)
+    cancelled, skipped = await engine.clear(queue, delayed_only=q.type == "delayed")
     what = "delayed" if q.type == "delayed" else "waiting"
     note(request, queue, cancelled=cancelled, skipped=skipped, type=q.type)
     return json_response({"queue": queue, "action": f"cancelled {what}", "type": q.type,
                           "cancelled": cancelled, "skipped": skipped,
                           "message": f"Queue has been cleared: {cancelled} {what} job(s) "
                                      "cancelled"})
-
-
-async def _cancel_waiting(engine: Engine, queue: str, *, delayed_only: bool
-                          ) -> tuple[int, int]:
-    """Cancel the queue's waiting jobs page by page; returns (cancelled, skipped). A job that
-    finished or started meanwhile (another node) is skipped, never interrupted."""
-    cancelled = skipped = 0
-    after: str | None = None
-    while True:
-        page = await engine.list_jobs(JobQuery(queue=queue, states=frozenset({JobState.WAITING}),
-                                               after=after, limit=SCAN_BATCH,
-                                               newest_first=False))
-        now = engine.clock.now()
-        for job in page:
-            if delayed_only and job.run_at <= now:
-                continue
-            current = await engine.get(job.id)
-            if current is None or current.state is not JobState.WAITING:
-                skipped += 1
-                continue
-            try:
-                done = await engine.cancel(job.id)
-            except (JobNotFoundError, IllegalTransitionError):
-                skipped += 1
-                continue
-            if done.state is JobState.CANCELLED:
-                cancelled += 1
-            else:
-                skipped += 1
-        if len(page) < SCAN_BATCH:
-            return cancelled, skipped
-        after = page[-1].id
 
 
 @routes.get(f"{PREFIX}/{{name}}/jobs")
