@@ -38,7 +38,9 @@ _EXPECTED: dict[str, str] = {
 }
 
 #: variables whose value an error message must not repeat (a secret; a PEM spans many lines)
-_NOT_ECHOED = frozenset({"JWT_SECRET", "JWT_PUBLIC_KEY"})
+_NOT_ECHOED = frozenset({"JWT_SECRET", "JWT_PUBLIC_KEY", "STRIPE_SECRET_KEY",
+                         "STRIPE_WEBHOOK_SECRET", "SOLANA_PRIVATE_KEY", "EMAIL_PASSWORD",
+                         "TWILIO_AUTH_TOKEN", "PUSH_API_KEY", "WEBHOOK_SIGNING_SECRET"})
 
 #: an HS256 secret shorter than this is refused outside development (RFC 7518 section 3.2)
 MIN_SECRET_BYTES = 32
@@ -125,6 +127,90 @@ class Settings(BaseSettings):
     #: API_RATE_LIMIT_METRICS_PER_MIN: scrapes of /metrics per minute per client IP
     api_rate_limit_metrics_per_min: int = Field(
         default=100, ge=1, le=10_000_000, validation_alias="API_RATE_LIMIT_METRICS_PER_MIN")
+
+    # --- integrations (tickq.processors); each is "not configured" until its key is set --------
+
+    #: STRIPE_SECRET_KEY: the Stripe API key; payments, refunds and payouts need it
+    stripe_secret_key: SecretStr | None = Field(default=None, validation_alias="STRIPE_SECRET_KEY")
+    #: STRIPE_API_BASE: where Stripe's API is (tests and staging point it elsewhere)
+    stripe_api_base: str = Field(default="https://api.stripe.com",
+                                 validation_alias="STRIPE_API_BASE")
+    #: STRIPE_API_VERSION: the API version requests pin (unset: the account's default)
+    stripe_api_version: str | None = Field(default=None, min_length=1,
+                                           validation_alias="STRIPE_API_VERSION")
+    #: STRIPE_WEBHOOK_SECRET: verifies POST /api/v1/queue/webhooks/stripe (whsec_...)
+    stripe_webhook_secret: SecretStr | None = Field(default=None,
+                                                    validation_alias="STRIPE_WEBHOOK_SECRET")
+    #: STRIPE_TIMEOUT_S: how long one Stripe request may take
+    stripe_timeout_s: float = Field(default=20.0, gt=0, le=120, allow_inf_nan=False,
+                                    validation_alias="STRIPE_TIMEOUT_S")
+
+    #: SOLANA_RPC_URL: the JSON-RPC endpoint NFTs are minted through
+    solana_rpc_url: str | None = Field(default=None, min_length=1,
+                                       validation_alias="SOLANA_RPC_URL")
+    #: SOLANA_COMMITMENT: processed, confirmed or finalized
+    solana_commitment: Literal["processed", "confirmed", "finalized"] = Field(
+        default="confirmed", validation_alias="SOLANA_COMMITMENT")
+    #: SOLANA_KEYPAIR_PATH: the payer's keypair file (the JSON array solana-keygen writes)
+    solana_keypair_path: Path | None = Field(default=None, validation_alias="SOLANA_KEYPAIR_PATH")
+    #: SOLANA_PRIVATE_KEY: the payer's key as base58 (the spec's variable), instead of a file
+    solana_private_key: SecretStr | None = Field(default=None,
+                                                 validation_alias="SOLANA_PRIVATE_KEY")
+    #: SOLANA_TOKEN_PROGRAM: which SPL program ticket mints use, token or token-2022
+    solana_token_program: Literal["token", "token-2022"] = Field(
+        default="token", validation_alias="SOLANA_TOKEN_PROGRAM")
+
+    #: EMAIL_HOST: the SMTP server emails go through
+    email_host: str | None = Field(default=None, min_length=1, validation_alias="EMAIL_HOST")
+    #: EMAIL_PORT: its port (587 with STARTTLS, 465 with implicit TLS, 25 plain)
+    email_port: int = Field(default=587, ge=1, le=65535, validation_alias="EMAIL_PORT")
+    #: EMAIL_TLS: starttls, tls (implicit, port 465) or none
+    email_tls: Literal["starttls", "tls", "none"] = Field(default="starttls",
+                                                         validation_alias="EMAIL_TLS")
+    #: EMAIL_USER / EMAIL_PASSWORD: SMTP login, when the server asks for one
+    email_user: str | None = Field(default=None, min_length=1, validation_alias="EMAIL_USER")
+    email_password: SecretStr | None = Field(default=None, validation_alias="EMAIL_PASSWORD")
+    #: EMAIL_FROM: the sender of every email that does not name its own
+    email_from: str = Field(default="noreply@tickq.invalid", min_length=3,
+                            validation_alias="EMAIL_FROM")
+    #: ADMIN_EMAIL: where admin alerts go
+    admin_email: str | None = Field(default=None, min_length=3, validation_alias="ADMIN_EMAIL")
+
+    #: TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN: SMS through Twilio's Messages API
+    twilio_account_sid: str | None = Field(default=None, min_length=1,
+                                           validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: SecretStr | None = Field(default=None, validation_alias="TWILIO_AUTH_TOKEN")
+    #: TWILIO_FROM_NUMBER: the sender of every SMS that does not name its own
+    twilio_from_number: str | None = Field(default=None, min_length=1,
+                                           validation_alias="TWILIO_FROM_NUMBER")
+    #: TWILIO_API_BASE: where Twilio's API is
+    twilio_api_base: str = Field(default="https://api.twilio.com",
+                                 validation_alias="TWILIO_API_BASE")
+
+    #: PUSH_API_URL / PUSH_API_KEY: the push gateway (FCM-style JSON) and its bearer key
+    push_api_url: str | None = Field(default=None, min_length=1, validation_alias="PUSH_API_URL")
+    push_api_key: SecretStr | None = Field(default=None, validation_alias="PUSH_API_KEY")
+
+    #: WEBHOOK_SIGNING_SECRET: signs outgoing webhooks and job callbacks (X-Tickq-Signature);
+    #: outgoing webhooks are not configured without it
+    webhook_signing_secret: SecretStr | None = Field(default=None,
+                                                     validation_alias="WEBHOOK_SIGNING_SECRET")
+    #: WEBHOOK_TIMEOUT_S: how long one outgoing webhook, SMS or push request may take
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120, allow_inf_nan=False,
+                                     validation_alias="WEBHOOK_TIMEOUT_S")
+    #: OUTBOUND_ALLOW_PRIVATE: allow webhooks and callbacks to loopback and private addresses
+    #: (off: a job must not be able to reach the service's own network)
+    outbound_allow_private: bool = Field(default=False, validation_alias="OUTBOUND_ALLOW_PRIVATE")
+    #: PAYMENT_WEBHOOK_URL, REFUND_WEBHOOK_URL, NFT_WEBHOOK_URL, ADMIN_WEBHOOK_URL: where the
+    #: platform is told of completed payments, refunds, mints and of alerts
+    payment_webhook_url: str | None = Field(default=None, min_length=1,
+                                            validation_alias="PAYMENT_WEBHOOK_URL")
+    refund_webhook_url: str | None = Field(default=None, min_length=1,
+                                           validation_alias="REFUND_WEBHOOK_URL")
+    nft_webhook_url: str | None = Field(default=None, min_length=1,
+                                        validation_alias="NFT_WEBHOOK_URL")
+    admin_webhook_url: str | None = Field(default=None, min_length=1,
+                                          validation_alias="ADMIN_WEBHOOK_URL")
 
     @model_validator(mode="before")
     @classmethod

@@ -58,7 +58,8 @@ async def test_probes_report_ready_when_the_engine_runs(app_parts: Parts) -> Non
     for path, body in (("/health/live", {"status": "ok"}),
                        ("/health/startup", {"status": "started"}),
                        ("/health/ready", {"status": "ready", "checks": {
-                           "engine": {"ok": True}, "store": {"ok": True}}})):
+                           "engine": {"ok": True}, "store": {"ok": True}},
+                           "integrations": {}})):
         resp = await client.get(path)
         assert resp.status == 200 and resp.content_type == "application/json"
         assert await resp.json() == body

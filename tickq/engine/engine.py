@@ -124,6 +124,9 @@ class Engine:
         self._processors[name] = _as_async(fn)
         self._runtimes.clear()
 
+    def has_processor(self, type_name: str) -> bool:
+        return type_name in self._processors
+
     def processor(self, type_name: str, *, queue: str | None = None, **options: Any
                   ) -> Callable[[P], P]:
         """Decorator: `@engine.processor("send-welcome", queue="communication")`.

@@ -27,9 +27,10 @@ from tickq.http import (
 )
 from tickq.http.access import authenticate
 from tickq.http.auth import TokenVerifier, verifier_from_settings
-from tickq.http.keys import ENGINE, METRICS, SETTINGS, VERIFIER
+from tickq.http.keys import ENGINE, INTEGRATIONS, METRICS, SETTINGS, VERIFIER
 from tickq.http.middleware import json_errors, request_context, secure_headers
 from tickq.metrics import Metrics
+from tickq.processors import Integrations, build_integrations
 from tickq.settings import Settings
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes, jobs.routes, queues.routes,
@@ -38,9 +39,12 @@ ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes, jobs.routes, queue
 
 
 def make_app(settings: Settings, engine: Engine, *,
-             verifier: TokenVerifier | None = None) -> web.Application:
+             verifier: TokenVerifier | None = None,
+             integrations: Integrations | None = None) -> web.Application:
     """The application. Tokens are verified as `settings` say unless a `verifier` is given;
-    outside development, settings without a key raise `ConfigError`."""
+    outside development, settings without a key raise `ConfigError`. The integrations
+    (Stripe, Solana, email, ...) are made from `settings` unless given, and get a processor
+    installed for every job type the engine has none for."""
     app = web.Application(middlewares=[request_context, audit.audit_trail(settings), json_errors,
                                        authenticate, ratelimit.api_rate_limit(settings)],
                           client_max_size=settings.max_body_bytes)
@@ -49,6 +53,8 @@ def make_app(settings: Settings, engine: Engine, *,
     app[VERIFIER] = verifier or verifier_from_settings(settings)
     app[METRICS] = Metrics(engine)
     app[METRICS].subscribe()
+    app[INTEGRATIONS] = integrations or build_integrations(settings, engine)
+    app[INTEGRATIONS].install()
     for table in ROUTE_TABLES:
         app.add_routes(table)
     app.on_response_prepare.append(secure_headers)
@@ -58,7 +64,12 @@ def make_app(settings: Settings, engine: Engine, *,
 
 async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
     engine = app[ENGINE]
-    await engine.start()  # idempotent: an engine started by the embedding code stays as it is
-    yield
-    await engine.stop(app[SETTINGS].shutdown_grace_s)
-    app[METRICS].close()
+    integrations = app[INTEGRATIONS]
+    await integrations.start()
+    try:
+        await engine.start()  # idempotent: an engine started by the embedding code stays so
+        yield
+        await engine.stop(app[SETTINGS].shutdown_grace_s)
+    finally:
+        await integrations.close()
+        app[METRICS].close()

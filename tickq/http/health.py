@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from tickq.engine.engine import Engine
-from tickq.http.keys import ENGINE
+from tickq.http.keys import ENGINE, INTEGRATIONS
 from tickq.http.responses import json_response
 from tickq.http.views import iso
 from tickq.storage.base import Store
@@ -38,8 +38,15 @@ async def ready(request: web.Request) -> web.Response:
     """200 when the engine runs and its store answers; 503 otherwise. Lists every check."""
     checks = await readiness_checks(request.app[ENGINE])
     ok = all(c["ok"] for c in checks.values())
-    return json_response({"status": "ready" if ok else "not_ready", "checks": checks},
+    return json_response({"status": "ready" if ok else "not_ready", "checks": checks,
+                          "integrations": integration_status(request.app)},
                          status=200 if ok else 503)
+
+
+def integration_status(app: web.Application) -> dict[str, Any]:
+    """Each integration as ready, degraded (a provider's breaker is open) or not_configured.
+    Informational: the service stays ready without them, and their jobs fail with the reason."""
+    return {name: s.to_dict() for name, s in app[INTEGRATIONS].status().items()}
 
 
 @routes.get("/api/v1/queue/health")
@@ -57,6 +64,8 @@ async def spec_health(request: web.Request) -> web.Response:
                             "timestamp": iso(engine.clock.now())}
     if problems:
         body["problems"] = problems
+    body["integrations"] = {name: s.status.value
+                            for name, s in request.app[INTEGRATIONS].status().items()}
     return json_response(body, status=200 if ok else 503)
 
 

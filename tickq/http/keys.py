@@ -8,12 +8,14 @@ from aiohttp import web
 from tickq.engine.engine import Engine
 from tickq.http.auth import Principal, TokenVerifier
 from tickq.metrics import Metrics
+from tickq.processors import Integrations
 from tickq.settings import Settings
 
 ENGINE = web.AppKey("tickq.engine", Engine)
 SETTINGS = web.AppKey("tickq.settings", Settings)
 VERIFIER = web.AppKey("tickq.verifier", TokenVerifier)
 METRICS = web.AppKey("tickq.metrics", Metrics)
+INTEGRATIONS = web.AppKey("tickq.integrations", Integrations)
 
 #: the authenticated caller (absent on public routes)
 PRINCIPAL = web.RequestKey("tickq.principal", Principal)
