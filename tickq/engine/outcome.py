@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import orjson
-
 from tickq.engine import backoff
 from tickq.engine.backoff import BackoffPolicy
 from tickq.engine.job import ErrorEntry, Job
+from tickq.engine.jsonbytes import dumps_kept
 from tickq.errors import CircuitOpen, PermanentError, ProcessorError, RateLimited, TickqError
 
 
@@ -93,7 +92,7 @@ def decide(outcome: Outcome, job: Job, now: float, *, max_attempts: int, policy:
     jid, token = job.id, job.claim_token
     if isinstance(outcome, Success):
         return Settle(job_id=jid, token=token, at=now, kind=SettleKind.COMPLETE,
-                      result_json=orjson.dumps(outcome.result), key_until=now + key_ttl_s)
+                      result_json=dumps_kept(outcome.result), key_until=now + key_ttl_s)
     if isinstance(outcome, Deferred):
         return Settle(job_id=jid, token=token, at=now, kind=SettleKind.SNOOZE,
                       run_at=now + max(0.0, outcome.after_s), reason=outcome.reason)

@@ -10,10 +10,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import orjson
-
 from tickq.engine.ids import IdGenerator
 from tickq.engine.job import Job
+from tickq.engine.jsonbytes import dumps_kept
 from tickq.engine.registry import Registry
 from tickq.errors import JobDataError, ValidationError
 
@@ -80,7 +79,7 @@ def build_job(registry: Registry, ids: IdGenerator, spec: JobSpec, now: float) -
     elif jt.key_rule is not None:
         key = jt.key_rule(data, now)
     try:
-        data_json = orjson.dumps(data)
+        data_json = dumps_kept(data)
     except TypeError as exc:
         raise JobDataError(f"data for {jt.name} is not JSON: {exc}", field="data") from None
     if len(data_json) > MAX_DATA_BYTES:
