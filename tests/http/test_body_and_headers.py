@@ -89,6 +89,18 @@ async def test_prototype_keys_are_refused(api: Api, body: dict[str, Any], field:
     assert await api.engine.list_jobs(_all()) == []
 
 
+async def test_keys_spelled_with_escapes_are_refused(api: Api) -> None:
+    # the raw bytes hold neither '"__' nor 'prototype': only the decoded key does
+    raw = orjson.dumps(email()).replace(b'"data":{', b'"data":{"\\u005f_x":1,', 1)
+    resp = await api.client.post(JOBS, data=raw, headers={**auth(),
+                                                          "Content-Type": "application/json"})
+    assert resp.status == 400
+    assert (await resp.json())["details"][0] == {
+        "field": "data.__x", "code": "forbidden_key",
+        "message": "the key '__x' is not allowed (keys may not start with '__' or contain "
+                   "'prototype')"}
+
+
 async def test_values_mentioning_prototype_are_fine(api: Api) -> None:
     body = {**email(), "data": {"to": "a@x.io", "template": "prototype",
                                 "data": {"note": "__proto__"}}}
