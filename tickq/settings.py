@@ -135,7 +135,8 @@ class Settings(BaseSettings):
     #: STRIPE_API_BASE: where Stripe's API is (tests and staging point it elsewhere)
     stripe_api_base: str = Field(default="https://api.stripe.com",
                                  validation_alias="STRIPE_API_BASE")
-    #: STRIPE_API_VERSION: the API version requests pin (unset: the account's default)
+    #: STRIPE_API_VERSION: the API version requests pin (unset: the version the installed
+    #: stripe SDK was built for, which is what its typed parameters describe)
     stripe_api_version: str | None = Field(default=None, min_length=1,
                                            validation_alias="STRIPE_API_VERSION")
     #: STRIPE_WEBHOOK_SECRET: verifies POST /api/v1/queue/webhooks/stripe (whsec_...)
@@ -195,7 +196,8 @@ class Settings(BaseSettings):
     #: outgoing webhooks are not configured without it
     webhook_signing_secret: SecretStr | None = Field(default=None,
                                                      validation_alias="WEBHOOK_SIGNING_SECRET")
-    #: WEBHOOK_TIMEOUT_S: how long one outgoing webhook, SMS or push request may take
+    #: WEBHOOK_TIMEOUT_S: how long one outgoing webhook, SMS, push request or email send may
+    #: take
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120, allow_inf_nan=False,
                                      validation_alias="WEBHOOK_TIMEOUT_S")
     #: OUTBOUND_ALLOW_PRIVATE: allow webhooks and callbacks to loopback and private addresses

@@ -100,6 +100,14 @@ async def test_health_is_exempt_and_metrics_limited_by_ip(limited: Api) -> None:
     assert resp.headers["X-RateLimit-Limit"] == "2"
 
 
+async def test_stripe_webhook_deliveries_are_not_limited(limited: Api) -> None:
+    # unsigned and not configured here (503), but never refused for their number
+    for _ in range(20):
+        resp = await limited.client.post("/api/v1/queue/webhooks/stripe", data=b"{}")
+        assert resp.status == 503
+        assert "X-RateLimit-Limit" not in resp.headers
+
+
 async def test_off_by_default_in_the_fixtures(api: Api) -> None:
     for _ in range(120):
         resp = await api.client.get("/api/v1/queue/queues", headers=auth("user"))

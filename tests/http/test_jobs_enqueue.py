@@ -132,6 +132,41 @@ async def test_a_venue_admin_cannot_enqueue_for_another_venue(api: Api) -> None:
     assert_error(await resp.json(), "out_of_scope")
 
 
+REFUND = {"queue": "money", "type": "refund-process",
+          "data": {"transactionId": "pi_1", "userId": "u1", "venueId": "v1"}}
+REPORT = {"queue": "background", "type": "generate-report",
+          "data": {"reportType": "payments", "startDate": "2026-01-01", "endDate": "2026-01-31"}}
+CLEANUP = {"queue": "background", "type": "cleanup-old-data",
+           "data": {"dataType": "jobs", "olderThan": "30d"}}
+TRANSFER = {"queue": "money", "type": "nft-transfer",
+            "data": {"mintAddress": "M1", "fromUserId": "someone-else", "toUserId": "u1",
+                     "toWallet": "W1", "ticketId": "t1"}}
+
+
+@pytest.mark.parametrize(("body", "role", "allowed"), [
+    (REFUND, "user", False), (REFUND, "venue_admin", True), (REFUND, "service", True),
+    (REPORT, "user", False), (REPORT, "admin", True),
+    (CLEANUP, "user", False), (CLEANUP, "venue_admin", False), (CLEANUP, "service", True),
+    (TRANSFER, "user", False), (TRANSFER, "admin", True),
+], ids=lambda v: v if isinstance(v, str) else None)
+async def test_money_moves_reports_and_deletions_need_an_elevated_role(
+        api: Api, body: dict[str, Any], role: str, allowed: bool) -> None:
+    resp = await api.client.post(JOBS, json=body, headers=auth(role, venues=["v1"]))
+    if allowed:
+        assert resp.status == 201, await resp.text()
+    else:
+        assert resp.status == 403
+        assert_error(await resp.json(), "out_of_scope")
+
+
+async def test_a_venue_admins_report_must_name_one_of_their_venues(api: Api) -> None:
+    resp = await api.client.post(JOBS, json=REPORT, headers=auth("venue_admin", venues=["v1"]))
+    assert resp.status == 403 and "venueId" in (await resp.json())["message"]
+    named = {**REPORT, "data": {**REPORT["data"], "venueId": "v1"}}
+    resp = await api.client.post(JOBS, json=named, headers=auth("venue_admin", venues=["v1"]))
+    assert resp.status == 201
+
+
 # --- idempotency ------------------------------------------------------------------------------
 
 

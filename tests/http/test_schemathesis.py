@@ -63,7 +63,9 @@ class LiveServer:
     async def _serve(self) -> None:
         from aiohttp import web
 
-        settings_ = load_settings({"TICKQ_DATABASE_URL": "memory://", "JWT_SECRET": SECRET})
+        # With a webhook secret, unsigned deliveries are the caller's error (400), not a 503.
+        settings_ = load_settings({"TICKQ_DATABASE_URL": "memory://", "JWT_SECRET": SECRET,
+                                   "STRIPE_WEBHOOK_SECRET": "whsec_schemathesis"})
         engine = Engine(MemoryStore(), shutdown_grace_s=0.2)
         engine.register("send-email", lambda job: {"sent": True})
         runner = web.AppRunner(make_app(settings_, engine), access_log=None)

@@ -94,9 +94,14 @@ def test_serve_probes_lock_and_graceful_sigterm(tmp_path: Path) -> None:
     second = None
     try:
         wait_ready(first, base)
-        assert get(f"{base}/health/ready") == (
+        status, ctype, ready = get(f"{base}/health/ready")
+        integrations = ready.pop("integrations")
+        assert (status, ctype, ready) == (
             200, "application/json",
             {"status": "ready", "checks": {"engine": {"ok": True}, "store": {"ok": True}}})
+        # nothing configured: each integration says so (background work needs nothing)
+        assert integrations["stripe"]["status"] == "not_configured"
+        assert integrations["background"]["status"] == "ready"
         assert get(f"{base}/health/live") == (200, "application/json", {"status": "ok"})
         assert get(f"{base}/health/startup") == (200, "application/json", {"status": "started"})
         status, ctype, body = get(f"{base}/no/such/route")

@@ -30,7 +30,15 @@ from tickq.errors import (
     JobNotFoundError,
     StoreLockedError,
 )
-from tickq.storage.base import JobQuery, OpenReport, PruneRule, Store
+from tickq.storage.base import (
+    AnalyticsEvent,
+    JobQuery,
+    OpenReport,
+    PruneRule,
+    Report,
+    ReportInfo,
+    Store,
+)
 
 T0 = 1_800_000_000.0
 LEASE_S = 30.0
@@ -156,6 +164,21 @@ async def get(store: Store, job_id: str) -> Job:
 
 def ids(jobs: Iterable[Job]) -> list[str]:
     return [j.id for j in jobs]
+
+
+def event(record_id: str, *, tenant: str | None = "t1", type: str = "page_view",
+          at: float = T0, venue: str | None = None, **extra: Any) -> AnalyticsEvent:
+    return AnalyticsEvent(id=record_id, tenant_id=tenant, event_type=type, venue_id=venue,
+                          occurred_at=at, recorded_at=at + 0.5, **extra)
+
+
+def report(report_id: str, *, tenant: str | None = "t1", created_at: float = T0,
+           content: bytes = b"type,count\r\nx,1\r\n", **extra: Any) -> Report:
+    rest: dict[str, Any] = {"report_type": "jobs", "format": "csv", "period_start": T0 - 86400,
+                            "period_end": T0, "content_type": "text/csv; charset=utf-8",
+                            "job_id": report_id, **extra}
+    return Report(id=report_id, tenant_id=tenant, created_at=created_at, size=len(content),
+                  content=content, **rest)
 
 
 class StoreConformance:
@@ -952,6 +975,156 @@ class StoreConformance:
             await store.job_discard(waiting.id)
         with pytest.raises(JobNotFoundError):
             await store.job_discard(job.id)
+
+    async def test_update_result_replaces_only_a_finished_jobs_result_durably(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        make = Jobs()
+        done, dead, later = make(priority=10, key="pay-7"), make(priority=9), make(priority=1)
+        await insert(store, done, dead, later)
+        rd, rx = await claim(store, limit=2)
+        await store.job_settle_many([
+            settle(rd, SettleKind.COMPLETE, T0 + 1, result_json=b'{"status":"pending"}',
+                   key_until=T0 + 500),
+            settle(rx, SettleKind.FAIL, T0 + 1, error=boom(rx, T0 + 1)),
+        ])
+
+        updated = await store.job_update_result(done.id, b'{"status":"succeeded"}')
+        await store.job_update_result(dead.id, b'{"note":1}')
+
+        assert (updated.id, updated.state, updated.result) == (done.id, C, {"status": "succeeded"})
+        got = await get(store, done.id)
+        assert (got.state, got.result, got.finished_at, got.key_until) == (
+            C, {"status": "succeeded"}, T0 + 1, T0 + 500)
+        failed = await get(store, dead.id)
+        assert (failed.state, failed.result, [e.message for e in failed.errors]) == (
+            F, {"note": 1}, ["boom"])
+        with pytest.raises(IllegalTransitionError):
+            await store.job_update_result(later.id, b"{}")
+        running = await claim_one(store, later.id)
+        with pytest.raises(IllegalTransitionError):
+            await store.job_update_result(running.id, b"{}")
+        assert (await get(store, later.id)).result is None
+        with pytest.raises(JobNotFoundError):
+            await store.job_update_result("01NOSUCHJOB000000000000000", b"{}")
+        counts = await store.queue_counts("money", T0 + 2)
+        assert (counts.completed, counts.failed, counts.active) == (1, 1, 1)
+        [held] = await store.job_insert_many([make(key="pay-7")], T0 + 2)
+        assert (held.created, held.job.id) == (False, done.id)
+        if store_factory.survives_restart:
+            store, _ = await store_factory.reopen(store, T0 + 3)
+            assert (await get(store, done.id)).result == {"status": "succeeded"}
+            assert (await get(store, dead.id)).result == {"note": 1}
+
+    # --- analytics events and reports -------------------------------------------------------
+
+    async def test_events_query_filters_by_tenant_period_type_and_venue(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        await store.events_append([
+            event("e1", at=T0 + 10, venue="v1", user_id="u1", event_id="gig-1",
+                  data_json=orjson.dumps({"seat": "A1", "price": 12.5})),
+            event("e2", at=T0 + 5, type="checkout"),
+            event("e3", at=T0 + 20, venue="v2"),
+            event("e4", at=T0 + 100),  # at the end of the period: outside
+            event("e5", at=T0 - 1),  # before it
+            event("e6", tenant="t2", at=T0 + 10),
+            event("e7", tenant=None, at=T0 + 10),
+        ])
+
+        period = await store.events_query("t1", T0, T0 + 100)
+        assert [e.id for e in period] == ["e2", "e1", "e3"]  # oldest first
+        got = period[1]
+        assert (got.tenant_id, got.event_type, got.venue_id, got.user_id, got.event_id,
+                got.occurred_at, got.recorded_at) == ("t1", "page_view", "v1", "u1", "gig-1",
+                                                      T0 + 10, T0 + 10.5)
+        assert got.data == {"seat": "A1", "price": 12.5}
+        assert [e.id for e in await store.events_query("t1", T0, T0 + 100, "page_view")] == [
+            "e1", "e3"]
+        assert [e.id for e in await store.events_query("t1", T0, T0 + 101, venue_id="v2")] == [
+            "e3"]
+        assert [e.id for e in await store.events_query("t1", T0 - 1, T0 + 101, limit=2)] == [
+            "e5", "e2"]
+        assert [e.id for e in await store.events_query("t2", T0, T0 + 100)] == ["e6"]
+        assert [e.id for e in await store.events_query(None, T0, T0 + 100)] == ["e7"]
+
+    async def test_events_append_skips_an_event_already_recorded(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        await store.events_append([event("e1", type="first")])
+        await store.events_append([event("e1", type="again"), event("e2")])
+        await store.events_append([])
+
+        found = await store.events_query("t1", T0, T0 + 1)
+        assert [(e.id, e.event_type) for e in found] == [("e1", "first"), ("e2", "page_view")]
+
+    async def test_events_prune_removes_only_older_events(self, store_factory: StoreFactory
+                                                          ) -> None:
+        store = await store_factory()
+        await store.events_append([event("old1", at=T0 - 50), event("old2", tenant="t2",
+                                                                     at=T0 - 1),
+                                   event("edge", at=T0), event("young", at=T0 + 50)])
+
+        assert await store.events_prune(T0) == 2
+        assert await store.events_prune(T0) == 0
+        left = await store.events_query("t1", T0 - 100, T0 + 100)
+        assert [e.id for e in left] == ["edge", "young"]
+        assert await store.events_query("t2", T0 - 100, T0 + 100) == []
+
+    async def test_report_put_then_get_round_trips_and_a_rerun_replaces_it(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        content = "type,count\r\nsnö ☃,3\r\n".encode()
+        made = report("r1", content=content, user_id="u9", venue_id="v1", format="csv")
+        await store.report_put(made)
+
+        got = await store.report_get("r1")
+        assert got == made
+        assert got is not None and got.content == content and got.size == len(content)
+        assert await store.report_get("nope") is None
+
+        again = report("r1", content=b"{}", format="json", content_type="application/json")
+        await store.report_put(again)
+        assert await store.report_get("r1") == again
+
+    async def test_report_list_is_per_tenant_newest_first_without_content(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        for i, tenant in enumerate(("t1", "t2", "t1", "t1", None)):
+            await store.report_put(report(f"r{i}", tenant=tenant, created_at=T0 + i))
+
+        listed = await store.report_list("t1")
+        assert [r.id for r in listed] == ["r3", "r2", "r0"]
+        assert all(type(r) is ReportInfo for r in listed)
+        first = await store.report_get("r3")
+        assert first is not None and listed[0] == first.info()
+        assert [r.id for r in await store.report_list("t1", limit=2)] == ["r3", "r2"]
+        assert [r.id for r in await store.report_list("t2")] == ["r1"]
+        assert [r.id for r in await store.report_list(None)] == ["r4"]
+        assert await store.report_list("t3") == []
+
+    async def test_report_prune_removes_only_older_reports(self, store_factory: StoreFactory
+                                                           ) -> None:
+        store = await store_factory()
+        for i, at in enumerate((T0 - 10, T0 - 1, T0, T0 + 10)):
+            await store.report_put(report(f"r{i}", created_at=at))
+
+        assert await store.report_prune(T0) == 2
+        assert await store.report_prune(T0) == 0
+        assert [r.id for r in await store.report_list("t1")] == ["r3", "r2"]
+        assert await store.report_get("r0") is None
+
+    async def test_events_and_reports_survive_a_restart(self, store_factory: StoreFactory
+                                                        ) -> None:
+        store = await store_factory()
+        await store.events_append([event(f"e{i}", at=T0 + i) for i in range(50)])
+        await store.report_put(report("r1", content=b"x" * 5000))
+
+        store, _ = await store_factory.reopen(store, T0 + 60)
+
+        assert len(await store.events_query("t1", T0, T0 + 100, limit=100)) == 50
+        got = await store.report_get("r1")
+        assert got is not None and got.content == b"x" * 5000
 
     # --- restarts (backends that keep state) ----------------------------------------------
 

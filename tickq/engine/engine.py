@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
+
 from tickq.clock import Clock, SystemClock
 from tickq.engine.backoff import BackoffPolicy
 from tickq.engine.breaker import BreakerBoard
@@ -27,7 +29,7 @@ from tickq.engine.job import Job
 from tickq.engine.jobtypes import BUILTIN_TYPES
 from tickq.engine.limiter import RateLimiter
 from tickq.engine.outcome import Failure, Outcome, Settle, SettleKind, Success, decide
-from tickq.engine.producer import Enqueued, JobSpec, build_job
+from tickq.engine.producer import Enqueued, JobSpec, build_job, build_jobs
 from tickq.engine.providers import ProviderGate
 from tickq.engine.queues import QueueConfig, QueueCounts
 from tickq.engine.registry import JobType, Registry
@@ -40,6 +42,7 @@ from tickq.errors import (
     JobTimeoutError,
     StoreClosedError,
     TickqError,
+    ValidationError,
 )
 from tickq.storage.base import JobQuery, PruneRule, Store
 
@@ -99,6 +102,8 @@ class Engine:
         self._settle_task: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._waiters: dict[str, list[asyncio.Future[Job]]] = {}
+        #: serialises `update_result` (read, change, write)
+        self._result_lock = asyncio.Lock()
         self._started = False
         self._stopped = False
         #: counters since start (the metrics layer reads these)
@@ -239,7 +244,12 @@ class Engine:
         if not self._started or self._stopped:
             raise StoreClosedError("the engine is not running")
         now = self.clock.now()
-        return await self.enqueue_jobs([self._build(s, now) for s in specs], now)
+        jobs: list[Job] = []
+        for built in build_jobs(self.registry, self._ids, specs, now):
+            if isinstance(built, ValidationError):
+                raise built
+            jobs.append(built)
+        return await self.enqueue_jobs(jobs, now)
 
     def build(self, spec: JobSpec) -> Job:
         """The record `spec` would become, validated, without enqueueing it: for callers that
@@ -247,9 +257,17 @@ class Engine:
         rather than having them built a second time)."""
         return self._build(spec, self.clock.now())
 
-    async def enqueue_jobs(self, jobs: Sequence[Job], now: float | None = None
-                           ) -> list[Enqueued]:
-        """Enqueue records made by `build`; as `enqueue_many` otherwise."""
+    def build_many(self, specs: Sequence[JobSpec]) -> list[Job | ValidationError]:
+        """`build` for each spec, each record or the reason it was refused in its place; the
+        data of specs of one type is validated together, which is what makes big batches
+        cheap."""
+        return build_jobs(self.registry, self._ids, specs, self.clock.now())
+
+    async def enqueue_jobs(self, jobs: Sequence[Job], now: float | None = None, *,
+                           copy: bool = True) -> list[Enqueued]:
+        """Enqueue records made by `build`; as `enqueue_many` otherwise. `copy=False` returns
+        the store's live records instead of snapshots: only for a caller that reads them at
+        once, before its next `await` (they change as the jobs run)."""
         if not self._started or self._stopped:
             raise StoreClosedError("the engine is not running")
         now = self.clock.now() if now is None else now
@@ -268,6 +286,8 @@ class Engine:
             runner = self._runners.get(q)
             if runner is not None:
                 runner.wake()
+        if not copy:
+            return [Enqueued(job, new) for job, new in results]
         # Copies: the store's records keep changing as the jobs run.
         return [Enqueued(job.copy(), new) for job, new in results]
 
@@ -347,6 +367,26 @@ class Engine:
         log.info("dead-letter job discarded", extra={"event": "discarded", "job_id": job.id,
                                                     "queue": job.queue})
         return job
+
+    async def update_result(self, job_id: str, change: Callable[[Job], Any]) -> Job:
+        """Replace a finished job's result with `change(job)`, given the job as it is now (a
+        provider's later word on a payment, say); returns the job as it is then. The read and
+        the write happen under one lock, so two concurrent updates of one job (two webhook
+        deliveries) cannot lose each other's change; a change that returns the result as it was
+        writes nothing. Raises JobNotFoundError, or IllegalTransitionError for a job that has
+        not finished (its run writes its result)."""
+        async with self._result_lock:
+            job = await self.store.job_get(job_id)
+            if job is None:
+                raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+            if job.state not in FINAL_STATES:
+                raise IllegalTransitionError(
+                    f"job {job_id} is {job.state.value}; its result is written when it finishes",
+                    job_id=job_id)
+            result = change(job)
+            if result == job.result:
+                return job
+            return await self.store.job_update_result(job_id, orjson.dumps(result))
 
     async def retry(self, job_id: str, extra_attempts: int | None = None) -> Job:
         """Put a dead-letter (failed) job back to waiting; its error history is kept."""

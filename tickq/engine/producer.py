@@ -7,22 +7,27 @@ trace. Pure: the time and the id generator are passed in.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from tickq.engine.ids import IdGenerator
 from tickq.engine.job import Job
 from tickq.engine.jsonbytes import dumps_kept
-from tickq.engine.registry import Registry
+from tickq.engine.registry import JobType, Registry
 from tickq.errors import JobDataError, ValidationError
 
 #: data larger than this is refused at enqueue (the journal is not a blob store)
 MAX_DATA_BYTES = 1_000_000
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class JobSpec:
-    """One job to enqueue; every field but `type` and `data` is optional."""
+    """One job to enqueue; every field but `type` and `data` is optional.
+
+    Not frozen: a frozen dataclass sets each field through `object.__setattr__`, which doubled
+    the cost of making one (a microsecond per job, at tens of thousands of jobs a second).
+    Nothing keeps a spec after the job is built."""
 
     type: str
     data: Any
@@ -46,11 +51,53 @@ class Enqueued(NamedTuple):
 
 def build_job(registry: Registry, ids: IdGenerator, spec: JobSpec, now: float) -> Job:
     """A new waiting job for `spec`, or a `ValidationError` naming what is wrong."""
-    reg = registry
-    jt = reg.job_type(spec.type)
-    cfg = reg.queue(jt.queue)
-    data = reg.validate_data(jt, spec.data)
-    priority = jt.priority if spec.priority is None else reg.validate_priority(spec.priority)
+    jt = registry.job_type(spec.type)
+    return _assemble(registry, jt, ids, spec, registry.validate_data(jt, spec.data), now)
+
+
+def build_jobs(registry: Registry, ids: IdGenerator, specs: Sequence[JobSpec], now: float
+               ) -> list[Job | ValidationError]:
+    """`build_job` for each spec, in order, with each one's error in its place.
+
+    The data of all specs of one type is validated in one call (most of the cost of building a
+    job, paid per batch instead of per job); ids are still given out in the specs' order, so a
+    batch keeps its enqueue order."""
+    errors: dict[int, ValidationError] = {}
+    data: list[Any] = [None] * len(specs)
+    groups: dict[str, list[int]] = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault(spec.type, []).append(i)
+    types: dict[str, JobType] = {}
+    for name, members in groups.items():
+        try:
+            jt = types[name] = registry.job_type(name)
+        except ValidationError as exc:
+            errors.update(dict.fromkeys(members, exc))
+            continue
+        checked = registry.validate_many(jt, [specs[i].data for i in members])
+        for i, value in zip(members, checked, strict=True):
+            if isinstance(value, JobDataError):
+                errors[i] = value
+            else:
+                data[i] = value
+    out: list[Job | ValidationError] = []
+    for i, spec in enumerate(specs):
+        error = errors.get(i)
+        if error is None:
+            try:
+                out.append(_assemble(registry, types[spec.type], ids, spec, data[i], now))
+                continue
+            except ValidationError as exc:
+                error = exc
+        out.append(error)
+    return out
+
+
+def _assemble(registry: Registry, jt: JobType, ids: IdGenerator, spec: JobSpec, data: Any,
+              now: float) -> Job:
+    """The record for `spec` whose data `jt`'s schema has already checked."""
+    cfg = registry.queue(jt.queue)
+    priority = jt.priority if spec.priority is None else registry.validate_priority(spec.priority)
     if spec.run_at is not None:
         if not (type(spec.run_at) in _NUMBERS and -_INF < spec.run_at < _INF):
             raise ValidationError("run_at must be a finite time", code="invalid_run_at",

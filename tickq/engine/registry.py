@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,8 @@ class Registry:
                  types: tuple[JobType, ...] = ()) -> None:
         self._queues: dict[str, QueueConfig] = {}
         self._types: dict[str, JobType] = {}
+        #: job type -> (its schema, a validator of lists of it), made on first use
+        self._adapters: dict[str, tuple[Any, pydantic.TypeAdapter[list[Any]]]] = {}
         for q in queues:
             self.add_queue(q)
         for t in types:
@@ -124,6 +126,41 @@ class Registry:
             raise JobDataError(f"data for {job_type.name} is invalid: {problems}",
                                field="data", details=details) from None
         return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def validate_many(self, job_type: JobType, items: Sequence[Any]
+                      ) -> list[Any | JobDataError]:
+        """`validate_data` for many items of one type, each result or error in its place.
+
+        One pydantic call checks and dumps the whole list; only when some item is invalid is
+        the list checked again item by item, to say which and why."""
+        if job_type.schema is None or len(items) < 2:
+            return self._one_by_one(job_type, items)
+        adapter = self._list_adapter(job_type)
+        try:
+            models = adapter.validate_python(items)
+        except pydantic.ValidationError:
+            # some item is invalid: check them one by one to say which, and why
+            return self._one_by_one(job_type, items)
+        dumped: list[Any] = adapter.dump_python(models, mode="json", by_alias=True,
+                                                exclude_none=True)
+        return dumped
+
+    def _one_by_one(self, job_type: JobType, items: Sequence[Any]) -> list[Any | JobDataError]:
+        out: list[Any | JobDataError] = []
+        for item in items:
+            try:
+                out.append(self.validate_data(job_type, item))
+            except JobDataError as exc:
+                out.append(exc)
+        return out
+
+    def _list_adapter(self, job_type: JobType) -> pydantic.TypeAdapter[list[Any]]:
+        made = self._adapters.get(job_type.name)
+        if made is None or made[0] is not job_type.schema:
+            schema = job_type.schema
+            listed: Any = list[schema]  # type: ignore[valid-type]
+            made = self._adapters[job_type.name] = (schema, pydantic.TypeAdapter(listed))
+        return made[1]
 
     @staticmethod
     def validate_priority(priority: int) -> int:

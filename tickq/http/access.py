@@ -24,7 +24,8 @@ from tickq.http.keys import PRINCIPAL, VERIFIER
 #: routes (by their canonical path) that need no token; later areas add theirs here
 PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/metrics", "/api/v1/queue/health",
                                           "/api/v1/queue/health/ready",
-                                          "/api/v1/queue/openapi.json", "/api/v1/queue/docs"})
+                                          "/api/v1/queue/openapi.json", "/api/v1/queue/docs",
+                                          "/api/v1/queue/webhooks/stripe"})
 PUBLIC_PREFIXES: tuple[str, ...] = ("/health/",)
 
 #: the attribute `require` leaves on a handler: the roles it admits (for docs and OpenAPI)
@@ -129,17 +130,39 @@ def venue_of(data: Any) -> str | None:
     return venue if isinstance(venue, str) else None
 
 
-def scope_problem(caller: Principal, data: Mapping[str, Any]) -> str | None:
-    """Why `caller` may not enqueue a job with this data, or None. A user cannot act for another
-    user, and a venue_admin cannot act for a venue outside their token's list."""
+#: job types whose effect reaches past the caller's own business, and the roles that may
+#: enqueue them: moving a venue's money, reading a tenant's data, deleting data. Every other type
+#: may be enqueued by any role that may enqueue at all.
+TYPE_ROLES: Mapping[str, frozenset[str]] = {
+    "refund-process": frozenset({"admin", "venue_admin", "service"}),
+    "payout-process": frozenset({"admin", "venue_admin", "service"}),
+    "generate-report": frozenset({"admin", "venue_admin", "service"}),
+    "cleanup-old-data": frozenset({"admin", "service"}),
+}
+#: data fields naming the user a job acts for; a `user` may only name themselves
+_USER_FIELDS = ("userId", "fromUserId")
+
+
+def scope_problem(caller: Principal, data: Mapping[str, Any],
+                  type_name: str | None = None) -> str | None:
+    """Why `caller` may not enqueue a job of this type with this data, or None. Some types are
+    for elevated roles only (`TYPE_ROLES`); a user cannot act for another user (nor move another
+    user's ticket); a venue_admin cannot act for a venue outside their token's list, and their
+    reports must name one of their venues."""
+    allowed = TYPE_ROLES.get(type_name or "")
+    if allowed is not None and caller.role not in allowed:
+        return f"a {caller.role} may not enqueue {type_name} jobs"
     if caller.role == "user":
-        user = data.get("userId")
-        if user is not None and user != caller.user_id:
-            return "data.userId must be your own user id"
+        for field in _USER_FIELDS:
+            user = data.get(field)
+            if user is not None and user != caller.user_id:
+                return f"data.{field} must be your own user id"
     if caller.role == "venue_admin":
         venue = venue_of(data)
         if venue is not None and venue not in caller.venues:
             return f"venue {venue!r} is not one of the venues in your token"
+        if venue is None and type_name == "generate-report":
+            return "a venue_admin's report must name one of their venues (data.venueId)"
     return None
 
 

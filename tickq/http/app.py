@@ -24,6 +24,8 @@ from tickq.http import (
     prometheus,
     queues,
     ratelimit,
+    reports,
+    webhooks_in,
 )
 from tickq.http.access import authenticate
 from tickq.http.auth import TokenVerifier, verifier_from_settings
@@ -35,7 +37,8 @@ from tickq.settings import Settings
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes, jobs.routes, queues.routes,
                                                dlq.routes, limits.routes, openapi.routes,
-                                               audit.routes, prometheus.routes)
+                                               audit.routes, prometheus.routes,
+                                               reports.routes, webhooks_in.routes)
 
 
 def make_app(settings: Settings, engine: Engine, *,

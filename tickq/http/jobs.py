@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -83,12 +84,11 @@ Problems = list[dict[str, str]]
 async def add_job(request: web.Request) -> web.Response:
     caller, engine = principal(request), request.app[ENGINE]
     body = parse(NewJob, await read_json(request))
-    prepared = prepare(engine, caller, body.queue, body.type, body.data, body.options,
-                       body.idempotencyKey)
+    [prepared] = prepare(engine, caller, body.queue, [body])
     if not isinstance(prepared, tuple):
         raise refusal(prepared)
     jt, built = prepared
-    [(job, created)] = await engine.enqueue_jobs([built])
+    [(job, created)] = await engine.enqueue_jobs([built], copy=False)
     if not created:
         check_duplicate(engine, caller, jt, body.data, body.idempotencyKey, job)
     log.debug("job enqueued", extra={"event": "http_enqueued", "job_id": job.id,
@@ -109,9 +109,9 @@ async def add_batch(request: web.Request) -> web.Response:
     _known_queue(engine, body.queue)
     accepted: list[tuple[int, JobType, Job, Any, str | None]] = []
     errors: list[dict[str, Any]] = []
-    for i, item in enumerate(body.jobs):
-        prepared = prepare(engine, caller, body.queue, item.type, item.data, item.options,
-                           item.idempotencyKey, prefix=f"jobs[{i}].")
+    for i, (item, prepared) in enumerate(zip(body.jobs, prepare(engine, caller, body.queue,
+                                                                 body.jobs, batch=True),
+                                             strict=True)):
         if isinstance(prepared, tuple):
             accepted.append((i, *prepared, item.data, item.idempotencyKey))
             continue
@@ -123,7 +123,7 @@ async def add_batch(request: web.Request) -> web.Response:
         raise ValidationError(f"the batch was refused ({why}); nothing was enqueued",
                               code="batch_invalid",
                               details=[d for e in errors for d in e["details"]])
-    results = await engine.enqueue_jobs([built for _, _, built, _, _ in accepted])
+    results = await engine.enqueue_jobs([built for _, _, built, _, _ in accepted], copy=False)
     now = engine.clock.now()
     done: list[dict[str, Any]] = []
     for (i, jt, _, data, key), (job, created) in zip(accepted, results, strict=True):
@@ -144,47 +144,70 @@ async def add_batch(request: web.Request) -> web.Response:
                          status=201 if any_created else 200)
 
 
-def prepare(engine: Engine, caller: Principal, queue: str, type_name: str,
-            data: dict[str, Any], options: JobOptions, key: str | None, *,
-            prefix: str = "") -> tuple[JobType, Job] | Problems:
-    """The job type and the record for one requested job, or every problem with it. The record
-    is built by the engine's own checks (`Engine.build`), so it cannot be refused at enqueue and
-    is not built twice."""
+class JobRequest(Protocol):
+    """One requested job, as a single enqueue or a batch item carries it."""
+
+    type: str
+    data: dict[str, Any]
+    options: JobOptions
+    idempotencyKey: str | None
+    callbackUrl: str | None
+
+
+def prepare(engine: Engine, caller: Principal, queue: str, items: Sequence[JobRequest], *,
+            batch: bool = False) -> list[tuple[JobType, Job] | Problems]:
+    """For each requested job, its type and record, or every problem with it (field names
+    prefixed `jobs[i].` in a batch). Records are built by the engine's own checks
+    (`Engine.build_many`), so they cannot be refused at enqueue and are not built twice."""
     registry = engine.registry
-    problems: Problems = []
-    jt: JobType | None = None
+    queue_problems: Problems = []
     try:
         registry.queue(queue)
     except UnknownQueueError as exc:
-        problems.append({"field": "queue", "message": exc.message, "code": exc.code})
-    try:
-        jt = registry.job_type(type_name)
-    except UnknownJobTypeError:
-        known = sorted(t.name for t in registry.types if t.queue == queue)
-        problems.append({"field": f"{prefix}type", "code": "unknown_job_type",
-                         "message": f"unknown job type {type_name!r}; the {queue!r} queue "
-                                    f"takes: {', '.join(known) or 'no types'}"})
-    if jt is not None and not problems and jt.queue != queue:
-        problems.append({"field": f"{prefix}type", "code": "queue_mismatch",
-                         "message": f"job type {jt.name!r} runs on the {jt.queue!r} queue, "
-                                    f"not {queue!r}"})
-    if problems or jt is None:
-        return problems
-    why = scope_problem(caller, data)
-    if why is not None:
-        return [{"field": f"{prefix}data", "message": why, "code": "out_of_scope"}]
-    spec = JobSpec(type=jt.name, data=data, priority=options.priority,
-                   delay_s=options.delay / 1000, idempotency_key=key,
-                   tenant_id=caller.tenant_id, user_id=caller.user_id,
-                   max_attempts=options.attempts, ordering_key=options.orderingKey)
-    try:
-        built = engine.build(spec)
-    except ValidationError as exc:
-        if exc.details:  # the job type's data schema: one entry per field
-            return [{**d, "field": f"{prefix}{d['field']}"} for d in exc.details]
-        field = _SPEC_FIELDS.get(exc.field or "", exc.field or "body")
-        return [{"field": f"{prefix}{field}", "message": exc.message, "code": exc.code}]
-    return jt, built
+        queue_problems.append({"field": "queue", "message": exc.message, "code": exc.code})
+    out: list[tuple[JobType, Job] | Problems] = []
+    pending: list[tuple[int, JobType]] = []
+    specs: list[JobSpec] = []
+    for i, item in enumerate(items):
+        prefix = f"jobs[{i}]." if batch else ""
+        problems = list(queue_problems)
+        jt: JobType | None = None
+        try:
+            jt = registry.job_type(item.type)
+        except UnknownJobTypeError:
+            known = sorted(t.name for t in registry.types if t.queue == queue)
+            problems.append({"field": f"{prefix}type", "code": "unknown_job_type",
+                             "message": f"unknown job type {item.type!r}; the {queue!r} queue "
+                                        f"takes: {', '.join(known) or 'no types'}"})
+        if jt is not None and not problems and jt.queue != queue:
+            problems.append({"field": f"{prefix}type", "code": "queue_mismatch",
+                             "message": f"job type {jt.name!r} runs on the {jt.queue!r} queue, "
+                                        f"not {queue!r}"})
+        why = None if problems else scope_problem(caller, item.data, item.type)
+        if why is not None:
+            problems.append({"field": f"{prefix}data", "message": why, "code": "out_of_scope"})
+        out.append(problems)
+        if problems or jt is None:
+            continue
+        options = item.options
+        pending.append((i, jt))
+        specs.append(JobSpec(type=jt.name, data=item.data, priority=options.priority,
+                             delay_s=options.delay / 1000, idempotency_key=item.idempotencyKey,
+                             tenant_id=caller.tenant_id, user_id=caller.user_id,
+                             max_attempts=options.attempts, ordering_key=options.orderingKey,
+                             callback_url=item.callbackUrl))
+    for (i, jt), built in zip(pending, engine.build_many(specs), strict=True):
+        if not isinstance(built, ValidationError):
+            out[i] = (jt, built)
+            continue
+        prefix = f"jobs[{i}]." if batch else ""
+        if built.details:  # the job type's data schema: one entry per field
+            out[i] = [{**d, "field": f"{prefix}{d['field']}"} for d in built.details]
+        else:
+            field = _SPEC_FIELDS.get(built.field or "", built.field or "body")
+            out[i] = [{"field": f"{prefix}{field}", "message": built.message,
+                       "code": built.code}]
+    return out
 
 
 def refusal(problems: Problems) -> ValidationError | PermissionDeniedError:

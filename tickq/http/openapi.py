@@ -28,6 +28,7 @@ from aiohttp import web
 
 from tickq import __version__
 from tickq.http.access import roles_of
+from tickq.http.reports import ReportListQuery
 from tickq.http.responses import json_response
 from tickq.http.schemas import (
     ClearQuery,
@@ -158,6 +159,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                       "action": "only entries of this action"}),
     ("GET", f"{PREFIX}/breakers"): Operation(
         "Every provider's circuit breaker", {200: "Breakers by name"}),
+    ("POST", f"{PREFIX}/webhooks/stripe"): Operation(
+        "A Stripe event, authenticated by its Stripe-Signature (not a token)",
+        {200: "Recorded, a duplicate, or about no job of ours"}, (400, 409, 413, 503),
+        public=True),
+    ("GET", f"{PREFIX}/reports"): Operation(
+        "Generated reports of the caller's tenant, newest first", {200: "The reports"},
+        (400, 403), query=ReportListQuery),
+    ("GET", f"{PREFIX}/reports/{{id}}"): Operation(
+        "Download a generated report (CSV or JSON) as an attachment", {200: "The report"},
+        (404,)),
 }
 
 _PATH_PARAM = re.compile(r"\{(\w+)\}")

@@ -17,6 +17,9 @@ What is counted: every request against the caller's overall budget (by role: ser
 get a much larger one, since the platform's services enqueue its work), and enqueues and
 `/metrics` scrapes also against their own, smaller budgets. A refused request consumes nothing.
 Health probes are never limited: an orchestrator that cannot probe restarts a healthy service.
+Nor are Stripe's webhook deliveries: they come from a handful of Stripe addresses in bursts (a
+batch of payouts settles at once), are authenticated by their signature, and one refused is an
+event that arrives late.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ WINDOW_S = 60.0
 MAX_WINDOWS = 50_000
 
 #: routes (canonical paths) never limited
-EXEMPT_PATHS = frozenset({"/health", "/api/v1/queue/health", "/api/v1/queue/health/ready"})
+EXEMPT_PATHS = frozenset({"/health", "/api/v1/queue/health", "/api/v1/queue/health/ready",
+                          "/api/v1/queue/webhooks/stripe"})
 EXEMPT_PREFIXES = ("/health/",)
 #: enqueue routes, limited by API_RATE_LIMIT_JOBS_PER_MIN
 ENQUEUE_PATHS = frozenset({"/api/v1/queue/jobs", "/api/v1/queue/jobs/batch"})

@@ -19,6 +19,12 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 #: idempotency and ordering keys: printable ASCII without spaces, as providers accept them
 Key = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
 
+#: where a job's outcome is POSTed (signed) when it completes or fails: an absolute http(s) URL
+#: with a host and no user:password (it is shown in the job's view); whether its address may be
+#: reached is checked when the callback is delivered
+CallbackUrl = Annotated[str, StringConstraints(max_length=2048,
+                                               pattern=r"^https?://[^\s/?#@]+([/?#]\S*)?$")]
+
 #: the longest delay a job may be given: a year, in milliseconds
 MAX_DELAY_MS = 366 * 24 * 3600 * 1000
 MAX_BATCH = 100
@@ -54,6 +60,8 @@ class NewJob(_Body):
     options: JobOptions = JobOptions()
     #: a caller-chosen key: a second enqueue with the same key returns the first job
     idempotencyKey: Key | None = None
+    #: told of the job's outcome (a signed POST) when it completes or lands in the DLQ
+    callbackUrl: CallbackUrl | None = None
 
 
 class BatchJob(_Body):
@@ -63,6 +71,7 @@ class BatchJob(_Body):
     data: dict[str, Any]
     options: JobOptions = JobOptions()
     idempotencyKey: Key | None = None
+    callbackUrl: CallbackUrl | None = None
 
 
 class BatchOptions(_Body):

@@ -62,6 +62,7 @@ def job_view(job: Job, now: float) -> dict[str, Any]:
         "errors": [{"attempt": e.attempt, "type": e.type, "code": e.code,
                     "message": e.message, "at": iso(e.at)} for e in errors],
         "tenantId": job.tenant_id, "userId": job.user_id,
-        "orderingKey": job.ordering_key, "stalls": job.stalls,
+        "orderingKey": job.ordering_key, "callbackUrl": job.callback_url,
+        "stalls": job.stalls,
         "needsReconcile": job.needs_reconcile,
     }

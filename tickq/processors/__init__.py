@@ -26,6 +26,13 @@ log = logging.getLogger(__name__)
 #: `Integration`. Imported when the service builds its integrations, so an embedding application
 #: that never asks for them does not import the SDKs.
 FACTORIES: tuple[str, ...] = (
+    "tickq.processors.sms:integration",
+    "tickq.processors.push:integration",
+    "tickq.processors.webhooks:integration",
+    "tickq.processors.mail:integration",
+    "tickq.processors.background:integration",
+    "tickq.processors.payments:integration",
+    "tickq.processors.nft:integration",
 )
 
 Factory = Callable[["Settings", "Engine"], Integration]

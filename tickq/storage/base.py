@@ -16,8 +16,10 @@ conformance suite (`tests/storage/conformance.py`). Rules every implementation k
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple, Protocol
+
+import orjson
 
 from tickq.engine.gate import Deferral, Gate
 from tickq.engine.job import Job
@@ -62,6 +64,8 @@ class JobQuery:
     type: str | None = None
     tenant_id: str | None = None
     idempotency_key: str | None = None
+    #: only jobs that finished at or after this time (unfinished jobs never match)
+    finished_after: float | None = None
     after: str | None = None
     limit: int = 100
     #: newest first when True (the default for listings), oldest first otherwise
@@ -77,6 +81,68 @@ class PruneRule:
     state: JobState
     before: float
     type: str | None = None
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class AnalyticsEvent:
+    """One recorded analytics event (an `analytics-track` job's data, kept durably while the job
+    itself, on the memory tier, is not). Times are epoch seconds."""
+
+    #: unique; the id of the job that recorded it, so a rerun of that job records nothing twice
+    id: str
+    tenant_id: str | None
+    #: what happened ("ticket_viewed", "checkout_started", ...)
+    event_type: str
+    venue_id: str | None = None
+    #: the user the event is about (not necessarily the caller who sent it)
+    user_id: str | None = None
+    #: the ticketed event (concert, match) it concerns
+    event_id: str | None = None
+    #: the event's free-form properties, orjson-encoded
+    data_json: bytes = b"{}"
+    #: when it happened, as the sender said
+    occurred_at: float
+    #: when tickq recorded it
+    recorded_at: float
+
+    @property
+    def data(self) -> Any:
+        return orjson.loads(self.data_json)
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class ReportInfo:
+    """A stored report without its content (what listings show)."""
+
+    #: unique; the id of the `generate-report` job that made it (a rerun replaces it)
+    id: str
+    tenant_id: str | None
+    #: the user whose job asked for it, and the venue it is limited to, if any: who may read it
+    user_id: str | None = None
+    venue_id: str | None = None
+    #: "jobs", "payments", "analytics"
+    report_type: str
+    #: "csv" or "json"
+    format: str
+    #: the period it covers, [period_start, period_end) in epoch seconds
+    period_start: float
+    period_end: float
+    created_at: float
+    #: the media type it is downloaded as ("text/csv; charset=utf-8", "application/json")
+    content_type: str
+    #: length of the content in bytes
+    size: int
+    job_id: str | None = None
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class Report(ReportInfo):
+    """A stored report with its content."""
+
+    content: bytes
+
+    def info(self) -> ReportInfo:
+        return ReportInfo(**{f.name: getattr(self, f.name) for f in fields(ReportInfo)})
 
 
 class Store(Protocol):
@@ -146,6 +212,13 @@ class Store(Protocol):
         """Delete finished jobs the rules match; returns how many."""
         ...
 
+    async def job_update_result(self, job_id: str, result_json: bytes) -> Job:
+        """Replace the result of a finished (completed, failed or cancelled) job, such as a
+        provider's later word on a payment, durably as its queue asks; returns the job as it
+        is now. Raises JobNotFoundError, or IllegalTransitionError for a job that has not
+        finished (its run writes its result)."""
+        ...
+
     async def queue_counts(self, queue: str, now: float) -> QueueCounts: ...
 
     async def queue_set_paused(self, queue: str, paused: bool) -> None: ...
@@ -158,4 +231,40 @@ class Store(Protocol):
 
     async def ping(self) -> bool:
         """True when the backend can take writes (readiness)."""
+        ...
+
+    # --- analytics events and reports ---------------------------------------------------------
+    # Kept as durably as the communication tier (they survive a process crash); the SQLite
+    # journal writes them in its group commit.
+
+    async def events_append(self, events: Sequence[AnalyticsEvent]) -> None:
+        """Record events in one write. An event whose id is already recorded is skipped, so
+        appending the same event twice (a job rerun after its write) keeps one copy."""
+        ...
+
+    async def events_query(self, tenant_id: str | None, start: float, end: float,
+                           event_type: str | None = None, *, venue_id: str | None = None,
+                           limit: int = 1000) -> list[AnalyticsEvent]:
+        """Events of `tenant_id` (None: events recorded without a tenant) that occurred in
+        [start, end), optionally of one type and venue, oldest first (then by id), at most
+        `limit`."""
+        ...
+
+    async def events_prune(self, before: float) -> int:
+        """Delete events that occurred before `before`; returns how many."""
+        ...
+
+    async def report_put(self, report: Report) -> None:
+        """Store a report, replacing one with the same id."""
+        ...
+
+    async def report_get(self, report_id: str) -> Report | None: ...
+
+    async def report_list(self, tenant_id: str | None, limit: int = 100) -> list[ReportInfo]:
+        """Reports of `tenant_id` (None: made without a tenant), newest first, at most `limit`,
+        without their content."""
+        ...
+
+    async def report_prune(self, before: float) -> int:
+        """Delete reports created before `before`; returns how many."""
         ...

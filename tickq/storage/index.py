@@ -545,6 +545,9 @@ def matches(job: Job, q: JobQuery) -> bool:
         return False
     if q.idempotency_key is not None and job.idempotency_key != q.idempotency_key:
         return False
+    if q.finished_after is not None and (job.finished_at is None
+                                         or job.finished_at < q.finished_after):
+        return False
     if q.after is not None:
         return job.id < q.after if q.newest_first else job.id > q.after
     return True

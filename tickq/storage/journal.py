@@ -5,6 +5,9 @@ dirty at once, writes it in one transaction (a job changed three times since the
 written once, in its latest state) and resolves one future for the whole batch. Callers that must
 not return before their change is durable await that future; those that need not (progress) don't.
 
+Rows of other tables (analytics events, reports) ride in the same commits: `write` adds rows for
+one more `executemany`, and rows of one statement from many callers go out as one.
+
 A batch that holds a money-tier job commits with `synchronous=FULL` (the WAL is fsynced before the
 commit returns); other batches use NORMAL, which survives a process crash but not a power loss.
 
@@ -31,6 +34,7 @@ from typing import Any
 from tickq.engine.job import Job
 from tickq.engine.states import FINAL_STATES, JobState
 from tickq.errors import StoreClosedError, TickqError
+from tickq.storage.base import AnalyticsEvent, Report
 from tickq.storage.committers import Committer, JournalBrokenError, Statement
 from tickq.storage.index import OP_CLAIM, OP_COMPLETE, OP_DELETE, OP_INSERT, OP_UPDATE
 
@@ -57,6 +61,17 @@ UPDATE_SQL = (
     "WHERE id=?"
 )
 DELETE_SQL = "DELETE FROM jobs WHERE id=?"
+#: analytics events: an id already recorded is skipped (a rerun job appends its event again)
+EVENT_INSERT_SQL = (
+    "INSERT OR IGNORE INTO analytics_events (id, tenant_id, event_type, venue_id, user_id, "
+    "event_id, data, occurred_at, recorded_at) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+#: reports: a rerun of the job that made one replaces it
+REPORT_PUT_SQL = (
+    "INSERT OR REPLACE INTO reports (id, tenant_id, user_id, venue_id, report_type, format, "
+    "period_start, period_end, created_at, content_type, size, job_id, content) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 def insert_row(j: Job) -> tuple[Any, ...]:
@@ -83,6 +98,16 @@ def claim_row(j: Job) -> tuple[Any, ...]:
 
 def complete_row(j: Job) -> tuple[Any, ...]:
     return (j.result_json, j.finished_at, j.key_until, j.id)
+
+
+def event_row(e: AnalyticsEvent) -> tuple[Any, ...]:
+    return (e.id, e.tenant_id, e.event_type, e.venue_id, e.user_id, e.event_id, e.data_json,
+            e.occurred_at, e.recorded_at)
+
+
+def report_row(r: Report) -> tuple[Any, ...]:
+    return (r.id, r.tenant_id, r.user_id, r.venue_id, r.report_type, r.format, r.period_start,
+            r.period_end, r.created_at, r.content_type, r.size, r.job_id, r.content)
 
 
 def update_row(j: Job) -> tuple[Any, ...]:
@@ -112,6 +137,9 @@ class Journal:
         self._dirty: dict[str, tuple[Job, int]] = {}
         self._fsync = False
         self._extra: list[tuple[str, Sequence[Any]]] = []
+        #: sql -> rows for one `executemany` each, gathered from every `write` since the last
+        #: commit (a hundred callers appending events make one statement)
+        self._appended: dict[str, list[Sequence[Any]]] = {}
         self._batch: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._wake = asyncio.Event()
         self._slot = asyncio.Event()
@@ -153,10 +181,22 @@ class Journal:
         self._wake.set()
         return self._batch
 
+    def write(self, sql: str, rows: Sequence[Sequence[Any]], *, fsync: bool = False
+              ) -> asyncio.Future[None]:
+        """Rows for `sql` (run with `executemany`) inside the next commit. Unlike `execute`,
+        the commit is fsynced only when `fsync` is asked for (or something else in it needs
+        it): rows written this way are kept as durably as the communication tier."""
+        self._check()
+        self._appended.setdefault(sql, []).extend(rows)
+        if fsync:
+            self._fsync = True
+        self._wake.set()
+        return self._batch
+
     @property
     def pending(self) -> asyncio.Future[None] | None:
         """The future of the commit that will carry what is dirty now, if anything is."""
-        if not self._dirty and not self._extra:
+        if not self._dirty and not self._extra and not self._appended:
             return None
         self._check()
         return self._batch
@@ -197,13 +237,14 @@ class Journal:
                 await self._slot.wait()
             if self.broken is not None:
                 return
-            if not self._dirty and not self._extra:
+            if not self._dirty and not self._extra and not self._appended:
                 continue
             self._submit()
 
     def _submit(self) -> None:
         dirty, self._dirty = self._dirty, {}
         extra, self._extra = self._extra, []
+        written, self._appended = self._appended, {}
         fsync, self._fsync = self._fsync, False
         fut, self._batch = self._batch, asyncio.get_running_loop().create_future()
         rows: dict[str, list[tuple[Any, ...]]] = {
@@ -225,6 +266,7 @@ class Journal:
             else:
                 updates.append(update_row(job))
         statements: list[Statement] = [(sql, batch, True) for sql, batch in rows.items() if batch]
+        statements.extend((sql, batch, True) for sql, batch in written.items())
         statements.extend((sql, params, False) for sql, params in extra)
         batch = _Batch(fut, dirty, self._committer.submit(fsync, statements))
         self._inflight.append(batch)

@@ -9,8 +9,18 @@ from tickq.engine.gate import Gate
 from tickq.engine.job import Job
 from tickq.engine.outcome import Settle
 from tickq.engine.queues import QueueConfig, QueueCounts
-from tickq.errors import StoreClosedError
-from tickq.storage.base import FetchResult, InsertResult, JobQuery, OpenReport, PruneRule
+from tickq.engine.states import FINAL_STATES
+from tickq.errors import IllegalTransitionError, StoreClosedError
+from tickq.storage.base import (
+    AnalyticsEvent,
+    FetchResult,
+    InsertResult,
+    JobQuery,
+    OpenReport,
+    PruneRule,
+    Report,
+    ReportInfo,
+)
 from tickq.storage.index import JobIndex
 
 
@@ -19,12 +29,18 @@ class MemoryStore:
         self.on_available: Callable[[str], None] | None = None
         self._index: JobIndex | None = None
         self._paused: set[str] = set()
+        self._events: dict[str, AnalyticsEvent] = {}
+        self._reports: dict[str, Report] = {}
 
     @property
     def index(self) -> JobIndex:
         if self._index is None:
             raise StoreClosedError("the store is not open")
         return self._index
+
+    def _require_open(self) -> None:
+        if self._index is None:
+            raise StoreClosedError("the store is not open")
 
     async def open(self, queues: Mapping[str, QueueConfig], now: float) -> OpenReport:
         if self._index is None:
@@ -35,6 +51,8 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._index = None
+        self._events.clear()
+        self._reports.clear()
 
     async def ping(self) -> bool:
         return self._index is not None
@@ -98,6 +116,15 @@ class MemoryStore:
     async def job_prune(self, rules: Sequence[PruneRule]) -> int:
         return len(self.index.prune(rules))
 
+    async def job_update_result(self, job_id: str, result_json: bytes) -> Job:
+        job = self.index.get(job_id)
+        if job.state not in FINAL_STATES:
+            raise IllegalTransitionError(
+                f"job {job_id} is {job.state.value}; only a finished job's result can be "
+                "replaced", job_id=job_id)
+        job.result_json = result_json
+        return job.copy()
+
     async def queue_counts(self, queue: str, now: float) -> QueueCounts:
         return self.index.counts(queue, now, queue in self._paused)
 
@@ -109,4 +136,50 @@ class MemoryStore:
 
     async def next_run_at(self, queue: str) -> float | None:
         return self.index.next_run_at(queue)
+
+    # --- analytics events and reports -------------------------------------------------------
+
+    async def events_append(self, events: Sequence[AnalyticsEvent]) -> None:
+        self._require_open()
+        for event in events:
+            self._events.setdefault(event.id, event)
+
+    async def events_query(self, tenant_id: str | None, start: float, end: float,
+                           event_type: str | None = None, *, venue_id: str | None = None,
+                           limit: int = 1000) -> list[AnalyticsEvent]:
+        self._require_open()
+        found = [e for e in self._events.values()
+                 if e.tenant_id == tenant_id and start <= e.occurred_at < end
+                 and (event_type is None or e.event_type == event_type)
+                 and (venue_id is None or e.venue_id == venue_id)]
+        found.sort(key=lambda e: (e.occurred_at, e.id))
+        return found[:limit]
+
+    async def events_prune(self, before: float) -> int:
+        self._require_open()
+        old = [e.id for e in self._events.values() if e.occurred_at < before]
+        for event_id in old:
+            del self._events[event_id]
+        return len(old)
+
+    async def report_put(self, report: Report) -> None:
+        self._require_open()
+        self._reports[report.id] = report
+
+    async def report_get(self, report_id: str) -> Report | None:
+        self._require_open()
+        return self._reports.get(report_id)
+
+    async def report_list(self, tenant_id: str | None, limit: int = 100) -> list[ReportInfo]:
+        self._require_open()
+        found = [r for r in self._reports.values() if r.tenant_id == tenant_id]
+        found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return [r.info() for r in found[:limit]]
+
+    async def report_prune(self, before: float) -> int:
+        self._require_open()
+        old = [r.id for r in self._reports.values() if r.created_at < before]
+        for report_id in old:
+            del self._reports[report_id]
+        return len(old)
 

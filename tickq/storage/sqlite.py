@@ -26,11 +26,31 @@ from tickq.engine.job import Job, is_partial
 from tickq.engine.outcome import Settle
 from tickq.engine.queues import Durability, QueueConfig, QueueCounts
 from tickq.engine.states import FINAL_STATES, JobState
-from tickq.errors import JobNotFoundError, StoreClosedError, StoreLockedError
-from tickq.storage.base import FetchResult, InsertResult, JobQuery, OpenReport, PruneRule
+from tickq.errors import (
+    IllegalTransitionError,
+    JobNotFoundError,
+    StoreClosedError,
+    StoreLockedError,
+)
+from tickq.storage.base import (
+    AnalyticsEvent,
+    FetchResult,
+    InsertResult,
+    JobQuery,
+    OpenReport,
+    PruneRule,
+    Report,
+    ReportInfo,
+)
 from tickq.storage.committers import Committer, InlineCommitter, ProcessCommitter
-from tickq.storage.index import JobIndex, matches
-from tickq.storage.journal import Journal
+from tickq.storage.index import OP_UPDATE, JobIndex, matches
+from tickq.storage.journal import (
+    EVENT_INSERT_SQL,
+    REPORT_PUT_SQL,
+    Journal,
+    event_row,
+    report_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -433,6 +453,19 @@ class SqliteStore:
         await self._durable()
         return job.copy()
 
+    async def job_update_result(self, job_id: str, result_json: bytes) -> Job:
+        record = await self._get_record(job_id)
+        if record.state not in FINAL_STATES:
+            raise IllegalTransitionError(
+                f"job {job_id} is {record.state.value}; only a finished job's result can be "
+                "replaced", job_id=job_id)
+        record.result_json = result_json
+        # Through the journal like every change: the row is rewritten from the record in the
+        # next group commit, and the record leaves memory again once that commit lands.
+        self._mark(record, OP_UPDATE)
+        await self._durable()
+        return record.copy()
+
     async def job_progress(self, job_id: str, token: int, progress: int) -> bool:
         return self.index.progress(job_id, token, progress)
 
@@ -513,9 +546,96 @@ class SqliteStore:
     async def next_run_at(self, queue: str) -> float | None:
         return self.index.next_run_at(queue)
 
+    # --- analytics events and reports -------------------------------------------------------
+    # Written through the journal (one writer, one lock, the same group commit as jobs), read
+    # through the reader connection.
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StoreClosedError("the store is not open")
+        return self._reader
+
+    async def events_append(self, events: Sequence[AnalyticsEvent]) -> None:
+        if events:
+            await asyncio.shield(self.journal.write(EVENT_INSERT_SQL,
+                                                    [event_row(e) for e in events]))
+
+    async def events_query(self, tenant_id: str | None, start: float, end: float,
+                           event_type: str | None = None, *, venue_id: str | None = None,
+                           limit: int = 1000) -> list[AnalyticsEvent]:
+        sql = (f"SELECT {_EVENT_COLUMNS} FROM analytics_events "
+               "WHERE tenant_id IS ? AND occurred_at >= ? AND occurred_at < ?")
+        params: list[Any] = [tenant_id, start, end]
+        if event_type is not None:
+            sql += " AND event_type = ?"
+            params.append(event_type)
+        if venue_id is not None:
+            sql += " AND venue_id = ?"
+            params.append(venue_id)
+        sql += " ORDER BY occurred_at, id LIMIT ?"
+        params.append(limit)
+        async with self.reader.execute(sql, params) as cur:
+            return [_event_from_row(r) for r in await cur.fetchall()]
+
+    async def events_prune(self, before: float) -> int:
+        return await self._prune("analytics_events", "occurred_at", before)
+
+    async def report_put(self, report: Report) -> None:
+        await asyncio.shield(self.journal.write(REPORT_PUT_SQL, [report_row(report)]))
+
+    async def report_get(self, report_id: str) -> Report | None:
+        async with self.reader.execute(
+                f"SELECT {_REPORT_COLUMNS}, content FROM reports WHERE id=?",
+                (report_id,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else Report(**_report_fields(row), content=bytes(row[-1]))
+
+    async def report_list(self, tenant_id: str | None, limit: int = 100) -> list[ReportInfo]:
+        async with self.reader.execute(
+                f"SELECT {_REPORT_COLUMNS} FROM reports WHERE tenant_id IS ? "
+                "ORDER BY created_at DESC, id DESC LIMIT ?", (tenant_id, limit)) as cur:
+            return [ReportInfo(**_report_fields(r)) for r in await cur.fetchall()]
+
+    async def report_prune(self, before: float) -> int:
+        return await self._prune("reports", "created_at", before)
+
+    async def _prune(self, table: str, column: str, before: float) -> int:
+        """Delete the rows of `table` with `column` < `before`, counted first on the reader.
+        The delete is bounded by the highest rowid counted, so rows committed after the count
+        (rowids only grow) are neither deleted nor miscounted."""
+        async with self.reader.execute(
+                f"SELECT COUNT(*), MAX(rowid) FROM {table} WHERE {column} < ?",
+                (before,)) as cur:
+            row = await cur.fetchone()
+        n, top = (int(row[0]), row[1]) if row else (0, None)
+        if n and top is not None:
+            await asyncio.shield(self.journal.execute(
+                f"DELETE FROM {table} WHERE {column} < ? AND rowid <= ?", (before, top)))
+        return n
+
+
+_EVENT_COLUMNS = ("id, tenant_id, event_type, venue_id, user_id, event_id, data, occurred_at, "
+                  "recorded_at")
+_REPORT_COLUMNS = ("id, tenant_id, user_id, venue_id, report_type, format, period_start, "
+                   "period_end, created_at, content_type, size, job_id")
+
+
+def _event_from_row(r: Sequence[Any]) -> AnalyticsEvent:
+    return AnalyticsEvent(id=r[0], tenant_id=r[1], event_type=r[2], venue_id=r[3], user_id=r[4],
+                          event_id=r[5], data_json=bytes(r[6]), occurred_at=r[7],
+                          recorded_at=r[8])
+
+
+def _report_fields(r: Sequence[Any]) -> dict[str, Any]:
+    return {"id": r[0], "tenant_id": r[1], "user_id": r[2], "venue_id": r[3],
+            "report_type": r[4], "format": r[5], "period_start": r[6], "period_end": r[7],
+            "created_at": r[8], "content_type": r[9], "size": r[10], "job_id": r[11]}
+
 
 def _where(q: JobQuery) -> tuple[str, list[Any]]:
-    clauses, params = ["1=1"], []
+    clauses: list[str] = ["1=1"]
+    params: list[Any] = []
     for column, value in (("queue", q.queue), ("type", q.type), ("tenant_id", q.tenant_id),
                           ("idempotency_key", q.idempotency_key)):
         if value is not None:
@@ -524,6 +644,9 @@ def _where(q: JobQuery) -> tuple[str, list[Any]]:
     if q.states is not None:
         clauses.append(f"state IN ({','.join('?' * len(q.states))})")
         params.extend(s.value for s in q.states)
+    if q.finished_after is not None:
+        clauses.append("finished_at >= ?")
+        params.append(q.finished_after)
     if q.after is not None:
         clauses.append("id < ?" if q.newest_first else "id > ?")
         params.append(q.after)
