@@ -49,6 +49,9 @@ RESULTS: dict[EventKind, str] = {
     EventKind.STALLED: "stalled",
 }
 
+#: the events the metrics count; the rest (enqueues, progress) are never made for them
+KINDS = frozenset({*RESULTS, EventKind.STARTED})
+
 
 class Metrics:
     """The metrics of `engine`. Call `subscribe()` once to start counting its events."""
@@ -87,7 +90,7 @@ class Metrics:
     def subscribe(self) -> Callable[[], None]:
         """Count the engine's events from now on; returns the function that stops counting."""
         if self._unsubscribe is None:
-            self._unsubscribe = self.engine.events.subscribe(self.on_event)
+            self._unsubscribe = self.engine.events.subscribe(self.on_event, KINDS)
         return self.close
 
     def close(self) -> None:

@@ -273,7 +273,7 @@ class Engine:
         now = self.clock.now() if now is None else now
         results = await self.store.job_insert_many(jobs, now)
         woken: set[str] = set()
-        emit = self.events.active
+        emit = self.events.wants(EventKind.ENQUEUED)
         created = 0
         for job, new in results:
             if new:
@@ -495,7 +495,7 @@ class Engine:
         claims = self._claims
         for job in jobs:
             claims[job.id] = job.claim_token
-        if self.events.active:
+        if self.events.wants(EventKind.STARTED):
             for job in jobs:
                 self.events.emit(EventKind.STARTED, job, now)
 
@@ -524,7 +524,7 @@ class Engine:
 
     def _on_deferred(self, deferred: list[tuple[Job, Deferral]], now: float) -> None:
         self.stats["deferred"] += len(deferred)
-        if self.events.active:
+        if self.events.wants(EventKind.DEFERRED):
             for job, why in deferred:
                 self.events.emit(EventKind.DEFERRED, job, now, why.reason)
 

@@ -8,7 +8,7 @@ reports is as durable as the job's queue asks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -44,30 +44,50 @@ Subscriber = Callable[[Event], None]
 
 
 class EventBus:
-    __slots__ = ("_subs",)
+    """Subscribers may name the kinds they want: an event nobody wants is not even made, which
+    keeps the enqueue of a hundred thousand jobs from building a hundred thousand events that
+    the metrics (say) would look at and drop."""
+
+    __slots__ = ("_by_kind", "_subs")
 
     def __init__(self) -> None:
-        self._subs: list[Subscriber] = []
+        self._subs: list[tuple[Subscriber, frozenset[EventKind] | None]] = []
+        self._by_kind: dict[EventKind, tuple[Subscriber, ...]] = {}
 
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        """Add a subscriber; returns the function that removes it."""
-        self._subs.append(fn)
+    def subscribe(self, fn: Subscriber, kinds: Iterable[EventKind] | None = None
+                  ) -> Callable[[], None]:
+        """Add a subscriber, for `kinds` only when given; returns the function that removes
+        it."""
+        entry = (fn, None if kinds is None else frozenset(kinds))
+        self._subs.append(entry)
+        self._index()
 
         def unsubscribe() -> None:
-            if fn in self._subs:
-                self._subs.remove(fn)
+            if entry in self._subs:
+                self._subs.remove(entry)
+                self._index()
 
         return unsubscribe
+
+    def _index(self) -> None:
+        self._by_kind = {kind: tuple(fn for fn, kinds in self._subs
+                                     if kinds is None or kind in kinds)
+                         for kind in EventKind}
 
     @property
     def active(self) -> bool:
         return bool(self._subs)
 
+    def wants(self, kind: EventKind) -> bool:
+        """Does any subscriber take events of this kind?"""
+        return bool(self._by_kind.get(kind))
+
     def emit(self, kind: EventKind, job: Job, at: float, reason: str | None = None) -> None:
-        if not self._subs:
+        subs = self._by_kind.get(kind)
+        if not subs:
             return
         event = Event(kind, job, at, reason)
-        for fn in tuple(self._subs):
+        for fn in subs:
             try:
                 fn(event)
             except Exception:

@@ -179,7 +179,7 @@ class Notifier:
         the engine runs: integrations start before the engine does)."""
         if self._unsubscribe is not None:
             return
-        self._unsubscribe = self.engine.events.subscribe(self._on_event)
+        self._unsubscribe = self.engine.events.subscribe(self._on_event, _FINISHING)
         self._tasks = [asyncio.create_task(self._pump(), name="tickq-notify"),
                        asyncio.create_task(self._sweep_when_running(), name="tickq-notify-sweep")]
 
