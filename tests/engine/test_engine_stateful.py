@@ -630,6 +630,9 @@ class JobLifecycle(RuleBasedStateMachine):
             self._compare(job, m)
         for job_id in self.removed:
             assert await store.job_get(job_id) is None, f"removed job {job_id} is still there"
+        index = getattr(store, "index", None)
+        if index is not None:  # the lease sweep looks only at the index's active set
+            assert set(index.active) == {m.id for m in self.jobs.values() if m.state is A}
 
     @staticmethod
     def _compare(job: Job, m: Expected) -> None:

@@ -92,6 +92,8 @@ class JobIndex:
         self.queues: dict[str, QueueConfig] = dict(queues)
         self.jobs: dict[str, Job] = {}
         self.holds: dict[HoldKey, KeyHold] = {}
+        #: the active jobs, so that looking for expired leases does not walk the backlog
+        self.active: dict[str, Job] = {}
         self._q: dict[str, _Queue] = {name: _Queue() for name in queues}
         self._token = 0
         #: called for every change the journal must record: (job, OP_*)
@@ -114,6 +116,10 @@ class JobIndex:
         q.counts[src] -= 1
         q.counts[dst] += 1
         job.state = dst
+        if src is A:
+            self.active.pop(job.id, None)
+        elif dst is A:
+            self.active[job.id] = job
         if src in FINAL_STATES:
             q.finished.pop(job.id, None)
         if dst in FINAL_STATES:
@@ -130,6 +136,20 @@ class JobIndex:
             _push_ready(q, job)
         else:
             heapq.heappush(q.delayed, (job.run_at, job.id, job))
+
+    def schedule_new(self, found: Iterable[tuple[Job | str, bool]], now: float) -> None:
+        """`schedule` every job `insert_many` created (its answer, passed on as it is)."""
+        queues: dict[str, _Queue] = {}
+        for job, created in found:
+            if not created or not isinstance(job, Job):
+                continue
+            q = queues.get(job.queue)
+            if q is None:
+                q = queues[job.queue] = self._queue(job.queue)
+            if job.run_at <= now:
+                _push_ready(q, job)
+            else:
+                heapq.heappush(q.delayed, (job.run_at, job.id, job))
 
     def _release_hold(self, job: Job) -> None:
         key = hold_key(job)
@@ -175,6 +195,7 @@ class JobIndex:
                     dl.append((job.run_at, jid, job))
             elif state is A:
                 active.append(job)
+                self.active[job.id] = job
         for (queue, state), n in counts.items():
             self._queue(queue).counts[state] += n
         for (queue, priority, tenant), entries in ready.items():
@@ -213,18 +234,23 @@ class JobIndex:
         yet scheduled: the caller schedules them once they are durable.
         """
         out: list[tuple[Job | str, bool]] = []
-        holds = self.holds
+        holds, records, on_change = self.holds, self.jobs, self.on_change
+        counts: dict[str, dict[JobState, int]] = {}  # per queue, looked up once per batch
         for job in jobs:
             key = hold_key(job)
             if key is not None:
                 hold = holds.get(key)
                 if hold is not None and hold.until > now:
-                    out.append((self.jobs.get(hold.job_id) or hold.job_id, False))
+                    out.append((records.get(hold.job_id) or hold.job_id, False))
                     continue
                 holds[key] = KeyHold(job.id, INF)
-            self.jobs[job.id] = job
-            self._queue(job.queue).counts[W] += 1
-            self._changed(job, OP_INSERT)
+            records[job.id] = job
+            queue_counts = counts.get(job.queue)
+            if queue_counts is None:
+                queue_counts = counts[job.queue] = self._queue(job.queue).counts
+            queue_counts[W] += 1
+            if on_change is not None:
+                on_change(job, OP_INSERT)
             out.append((job, True))
         return out
 
@@ -306,6 +332,7 @@ class JobIndex:
         counts[W] -= 1
         counts[A] += 1
         job.state = A
+        self.active[job.id] = job
         job.attempts += 1
         self._token += 1
         job.claim_token = self._token
@@ -404,8 +431,8 @@ class JobIndex:
         self._changed(job)
 
     def rescue_stuck(self, now: float) -> list[Job]:
-        stuck = [j for j in self.jobs.values()
-                 if j.state is A and j.lease_until is not None and j.lease_until < now]
+        stuck = [j for j in self.active.values()
+                 if j.lease_until is not None and j.lease_until < now]
         for job in stuck:
             self.stall(job, now, "lease expired while running")
         return stuck
