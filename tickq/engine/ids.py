@@ -16,16 +16,17 @@ import time
 _COUNTER_BITS = 74
 _COUNTER_MASK = (1 << _COUNTER_BITS) - 1
 _RAND_B_MASK = (1 << 62) - 1
-_VERSION = 7 << 76
 _VARIANT = 2 << 62
 
 
 class IdGenerator:
-    __slots__ = ("_counter", "_last_ms", "_rng")
+    __slots__ = ("_counter", "_last_ms", "_prefix", "_rng")
 
     def __init__(self) -> None:
         self._last_ms = -1
         self._counter = 0
+        #: the id's first 15 characters, which only change with the millisecond
+        self._prefix = ""
         # Seeded once from the OS: ids must not collide across processes, but they are not
         # secrets (access is checked), and a syscall per id cost 6% of an HTTP enqueue.
         self._rng = random.Random(os.urandom(32))
@@ -33,14 +34,13 @@ class IdGenerator:
     def new(self, now: float | None = None) -> str:
         ms = int((time.time() if now is None else now) * 1000)
         if ms <= self._last_ms:
-            ms = self._last_ms
-            self._counter = (self._counter + 1) & _COUNTER_MASK
+            self._counter = c = (self._counter + 1) & _COUNTER_MASK
         else:
             self._last_ms = ms
+            stamp = f"{ms & 0xFFFFFFFFFFFF:012x}"
+            self._prefix = f"{stamp[:8]}-{stamp[8:]}-7"
             # Start in the lower half so a millisecond's increments cannot wrap.
-            self._counter = self._rng.getrandbits(_COUNTER_BITS - 1)
-        c = self._counter
-        value = ((ms & 0xFFFFFFFFFFFF) << 80) | _VERSION | ((c >> 62) << 64) | _VARIANT | (
-            c & _RAND_B_MASK)
-        h = f"{value:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            self._counter = c = self._rng.getrandbits(_COUNTER_BITS - 1)
+        # The 76 bits after the version nibble: 12 of the counter, the variant, 62 more.
+        tail = f"{((c >> 62) << 64) | _VARIANT | (c & _RAND_B_MASK):019x}"
+        return f"{self._prefix}{tail[:3]}-{tail[3:7]}-{tail[7:]}"

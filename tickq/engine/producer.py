@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from tickq.engine.ids import IdGenerator
 from tickq.engine.job import Job
 from tickq.engine.jsonbytes import dumps_kept
+from tickq.engine.queues import QueueConfig
 from tickq.engine.registry import JobType, Registry
 from tickq.errors import JobDataError, ValidationError
 
@@ -52,7 +53,8 @@ class Enqueued(NamedTuple):
 def build_job(registry: Registry, ids: IdGenerator, spec: JobSpec, now: float) -> Job:
     """A new waiting job for `spec`, or a `ValidationError` naming what is wrong."""
     jt = registry.job_type(spec.type)
-    return _assemble(registry, jt, ids, spec, registry.validate_data(jt, spec.data), now)
+    return _assemble(jt, registry.queue(jt.queue), ids, spec,
+                     registry.validate_data(jt, spec.data), now)
 
 
 def build_jobs(registry: Registry, ids: IdGenerator, specs: Sequence[JobSpec], now: float
@@ -67,10 +69,11 @@ def build_jobs(registry: Registry, ids: IdGenerator, specs: Sequence[JobSpec], n
     groups: dict[str, list[int]] = {}
     for i, spec in enumerate(specs):
         groups.setdefault(spec.type, []).append(i)
-    types: dict[str, JobType] = {}
+    types: dict[str, tuple[JobType, QueueConfig]] = {}
     for name, members in groups.items():
         try:
-            jt = types[name] = registry.job_type(name)
+            jt = registry.job_type(name)
+            types[name] = (jt, registry.queue(jt.queue))
         except ValidationError as exc:
             errors.update(dict.fromkeys(members, exc))
             continue
@@ -85,7 +88,7 @@ def build_jobs(registry: Registry, ids: IdGenerator, specs: Sequence[JobSpec], n
         error = errors.get(i)
         if error is None:
             try:
-                out.append(_assemble(registry, types[spec.type], ids, spec, data[i], now))
+                out.append(_assemble(*types[spec.type], ids, spec, data[i], now))
                 continue
             except ValidationError as exc:
                 error = exc
@@ -93,11 +96,10 @@ def build_jobs(registry: Registry, ids: IdGenerator, specs: Sequence[JobSpec], n
     return out
 
 
-def _assemble(registry: Registry, jt: JobType, ids: IdGenerator, spec: JobSpec, data: Any,
+def _assemble(jt: JobType, cfg: QueueConfig, ids: IdGenerator, spec: JobSpec, data: Any,
               now: float) -> Job:
     """The record for `spec` whose data `jt`'s schema has already checked."""
-    cfg = registry.queue(jt.queue)
-    priority = jt.priority if spec.priority is None else registry.validate_priority(spec.priority)
+    priority = jt.priority if spec.priority is None else Registry.validate_priority(spec.priority)
     if spec.run_at is not None:
         if not (type(spec.run_at) in _NUMBERS and -_INF < spec.run_at < _INF):
             raise ValidationError("run_at must be a finite time", code="invalid_run_at",

@@ -30,7 +30,7 @@ from aiohttp import web
 from tickq.engine.engine import Engine
 from tickq.engine.job import Job
 from tickq.engine.producer import JobSpec
-from tickq.engine.registry import JobType
+from tickq.engine.registry import JobType, Registry
 from tickq.engine.states import JobState
 from tickq.errors import (
     IdempotencyConflictError,
@@ -160,40 +160,44 @@ def prepare(engine: Engine, caller: Principal, queue: str, items: Sequence[JobRe
     prefixed `jobs[i].` in a batch). Records are built by the engine's own checks
     (`Engine.build_many`), so they cannot be refused at enqueue and are not built twice."""
     registry = engine.registry
-    queue_problems: Problems = []
+    queue_problem: dict[str, str] | None = None
     try:
         registry.queue(queue)
     except UnknownQueueError as exc:
-        queue_problems.append({"field": "queue", "message": exc.message, "code": exc.code})
+        queue_problem = {"field": "queue", "message": exc.message, "code": exc.code}
+    #: type name -> (its JobType, or the problem with it as (field, code, message)); a batch
+    #: is usually one or two types, so each is looked up and checked once
+    types: dict[str, tuple[JobType | None, tuple[str, str, str] | None]] = {}
+    #: only users' and venue admins' scopes depend on the data; others' on the type alone
+    data_scoped = caller.role in ("user", "venue_admin")
     out: list[tuple[JobType, Job] | Problems] = []
     pending: list[tuple[int, JobType]] = []
     specs: list[JobSpec] = []
+    tenant_id, user_id = caller.tenant_id, caller.user_id
     for i, item in enumerate(items):
-        prefix = f"jobs[{i}]." if batch else ""
-        problems = list(queue_problems)
-        jt: JobType | None = None
-        try:
-            jt = registry.job_type(item.type)
-        except UnknownJobTypeError:
-            known = sorted(t.name for t in registry.types if t.queue == queue)
-            problems.append({"field": f"{prefix}type", "code": "unknown_job_type",
-                             "message": f"unknown job type {item.type!r}; the {queue!r} queue "
-                                        f"takes: {', '.join(known) or 'no types'}"})
-        if jt is not None and not problems and jt.queue != queue:
-            problems.append({"field": f"{prefix}type", "code": "queue_mismatch",
-                             "message": f"job type {jt.name!r} runs on the {jt.queue!r} queue, "
-                                        f"not {queue!r}"})
-        why = None if problems else scope_problem(caller, item.data, item.type)
-        if why is not None:
-            problems.append({"field": f"{prefix}data", "message": why, "code": "out_of_scope"})
-        out.append(problems)
-        if problems or jt is None:
+        checked = types.get(item.type)
+        if checked is None:
+            checked = types[item.type] = _check_type(registry, caller, queue, item.type)
+        jt, problem = checked
+        if queue_problem is not None and jt is not None:
+            problem = None  # the queue is unknown: its type fits no queue, nothing more to say
+        elif problem is None and data_scoped:
+            why = scope_problem(caller, item.data, item.type)
+            problem = None if why is None else ("data", "out_of_scope", why)
+        if queue_problem is not None or problem is not None or jt is None:
+            prefix = f"jobs[{i}]." if batch else ""
+            problems = [queue_problem] if queue_problem is not None else []
+            if problem is not None:
+                problems.append({"field": f"{prefix}{problem[0]}", "code": problem[1],
+                                 "message": problem[2]})
+            out.append(problems)
             continue
+        out.append([])
         options = item.options
         pending.append((i, jt))
         specs.append(JobSpec(type=jt.name, data=item.data, priority=options.priority,
                              delay_s=options.delay / 1000, idempotency_key=item.idempotencyKey,
-                             tenant_id=caller.tenant_id, user_id=caller.user_id,
+                             tenant_id=tenant_id, user_id=user_id,
                              max_attempts=options.attempts, ordering_key=options.orderingKey,
                              callback_url=item.callbackUrl))
     for (i, jt), built in zip(pending, engine.build_many(specs), strict=True):
@@ -208,6 +212,27 @@ def prepare(engine: Engine, caller: Principal, queue: str, items: Sequence[JobRe
             out[i] = [{"field": f"{prefix}{field}", "message": built.message,
                        "code": built.code}]
     return out
+
+
+def _check_type(registry: Registry, caller: Principal, queue: str, type_name: str
+                ) -> tuple[JobType | None, tuple[str, str, str] | None]:
+    """The job type named in a request and what is wrong with it for this queue and caller,
+    as (field, code, message), whatever the job's data."""
+    try:
+        jt = registry.job_type(type_name)
+    except UnknownJobTypeError:
+        known = sorted(t.name for t in registry.types if t.queue == queue)
+        return None, ("type", "unknown_job_type",
+                      f"unknown job type {type_name!r}; the {queue!r} queue takes: "
+                      f"{', '.join(known) or 'no types'}")
+    if jt.queue != queue:
+        return jt, ("type", "queue_mismatch",
+                    f"job type {jt.name!r} runs on the {jt.queue!r} queue, not {queue!r}")
+    if caller.role not in ("user", "venue_admin"):
+        why = scope_problem(caller, {}, type_name)
+        if why is not None:
+            return jt, ("data", "out_of_scope", why)
+    return jt, None
 
 
 def refusal(problems: Problems) -> ValidationError | PermissionDeniedError:

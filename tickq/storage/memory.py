@@ -59,13 +59,10 @@ class MemoryStore:
 
     async def job_insert_many(self, jobs: Sequence[Job], now: float) -> list[InsertResult]:
         index = self.index
-        out: list[InsertResult] = []
-        for found, created in index.insert_many(jobs, now):
-            job = found if isinstance(found, Job) else index.get(found)
-            if created:
-                index.schedule(job, now)
-            out.append(InsertResult(job, created))
-        return out
+        found = index.insert_many(jobs, now)
+        index.schedule_new(found, now)
+        return [InsertResult(holder if isinstance(holder, Job) else index.get(holder), created)
+                for holder, created in found]
 
     async def job_get(self, job_id: str) -> Job | None:
         job = self.index.jobs.get(job_id)

@@ -343,15 +343,13 @@ class SqliteStore:
         # Scheduled before the commit on purpose: a job claimed before its insert is committed
         # is written once (as an insert of the active row), and the claim still waits for that
         # commit before the job runs, so nothing runs that is not durable.
-        for holder, created in found:
-            if created:
-                assert isinstance(holder, Job)
-                index.schedule(holder, now)
+        index.schedule_new(found, now)
         await self._durable()
         out: list[InsertResult] = []
         for holder, created in found:
             if isinstance(holder, Job):
-                self._hydrate(holder)
+                if not created:  # an older job holding the key may be a partial record
+                    self._hydrate(holder)
                 out.append(InsertResult(holder, created))
             else:
                 existing = await self.job_get(holder)
