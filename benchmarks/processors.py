@@ -1,4 +1,5 @@
-"""Processors against their providers: payment jobs per second through Stripe (localstripe).
+"""Processors against their providers: payment jobs per second through Stripe (localstripe)
+and ticket NFT mints per second on Solana (LiteSVM).
 
 The provider runs in its own process, so its work does not share the engine's event loop (and
 core) and the figure is the engine's and processor's, bounded by what the provider answers.
@@ -14,8 +15,9 @@ Sections, one function each, each a few seconds:
   limit (25 requests/s, burst 50), where the rate once the bucket has run dry must equal the
   limit.
 
-A Solana section (mints per second against a local validator) belongs next to it as
-`solana_section`, listed in `SECTIONS`.
+* `solana_section`: ticket NFT mints per second on LiteSVM (in process; see
+  `processors_nft.py`, which also runs alone), with both token programs and no provider limit,
+  then at the solana limit (10/s), where the start rate must equal the limit.
 
     python benchmarks/processors.py                       # 400 jobs unlimited, 6 s limited
     python benchmarks/processors.py --jobs 60 --limited-seconds 1     # a smoke run
@@ -261,8 +263,18 @@ def stripe_section(args: argparse.Namespace) -> None:
         asyncio.run(stripe_limited(base, args.limited_seconds, args.concurrency))
 
 
+def solana_section(args: argparse.Namespace) -> None:
+    import processors_nft  # beside this file: the script's folder is on sys.path
+
+    print("Solana (LiteSVM in process), nft-mint on the memory store:")
+    limited = max(2, round(args.limited_seconds * 10))
+    asyncio.run(processors_nft.main_async(argparse.Namespace(
+        mints=args.jobs, limited_mints=limited, rate=10.0, timeout=120.0)))
+
+
 #: every section, in the order they run
-SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"stripe": stripe_section}
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"stripe": stripe_section,
+                                                             "solana": solana_section}
 #: providers a section can start with `provider_process`
 SERVERS: dict[str, Callable[[], Awaitable[None]]] = {"localstripe": serve_localstripe}
 

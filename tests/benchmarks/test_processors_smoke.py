@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_processors_benchmark_prints_every_stripe_figure() -> None:
+def test_processors_benchmark_prints_every_figure() -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "processors.py"), "--jobs", "30",
          "--limited-seconds", "0.5"],
@@ -21,3 +21,7 @@ def test_processors_benchmark_prints_every_stripe_figure() -> None:
                and "p99" in line for line in lines), out
     assert any(line.startswith("stripe payments, limited") and "against the limit 25/s" in line
                for line in lines), out
+    for program in ("token ", "token-2022"):
+        assert any(line.startswith(f"nft-mint, no provider limit, {program}")
+                   and "mints/s" in line for line in lines), out
+    assert any(line.startswith("nft-mint, solana limit 10/s") for line in lines), out
