@@ -119,3 +119,21 @@ async def test_a_failed_start_closes_what_was_started() -> None:
             await integrations.start()
     # not-configured integrations are never started; the failing one is closed, then the rest
     assert log == ["start first", "start second", "close second", "close first"]
+
+
+def test_job_data_that_does_not_fit_its_contract_is_a_permanent_error() -> None:
+    from tickq.engine.jobtypes import SmsData
+    from tickq.errors import PermanentError
+    from tickq.processors.base import job_data
+
+    job = Job(id="j1", queue="communication", type="send-sms",
+              data_json=b'{"to": "+15550001111"}', priority=5, max_attempts=3, run_at=0.0,
+              created_at=0.0)
+    with pytest.raises(PermanentError) as refused:
+        job_data(SmsData, job)
+    assert refused.value.code == "invalid_job_data"
+    assert "message: Field required" in refused.value.message
+    good = Job(id="j2", queue="communication", type="send-sms",
+               data_json=b'{"to": "+15550001111", "message": "hi"}', priority=5,
+               max_attempts=3, run_at=0.0, created_at=0.0)
+    assert job_data(SmsData, good).message == "hi"

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
+
+import pydantic
 
 from tickq.engine.job import Job
 from tickq.errors import PermanentError
 
 Processor = Callable[[Job], Awaitable[Any]]
+D = TypeVar("D", bound=pydantic.BaseModel)
 
 
 class Readiness(StrEnum):
@@ -83,3 +86,15 @@ def not_configured(reason: str) -> Processor:
         raise PermanentError(reason, code="not_configured")
 
     return refuse
+
+
+def job_data(model: type[D], job: Job) -> D:
+    """The job's data as its type's contract. The data was checked at enqueue, so this fails
+    only for a job left by another version; data that does not fit cannot succeed on a retry."""
+    try:
+        return model.model_validate(job.data)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                             for e in exc.errors(include_url=False, include_input=False))
+        raise PermanentError(f"{job.type} data is invalid: {problems}",
+                             code="invalid_job_data") from None

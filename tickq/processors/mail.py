@@ -22,11 +22,9 @@ from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, parseaddr
 from typing import TYPE_CHECKING, Any, Protocol
 
-import pydantic
-
 from tickq.engine.jobtypes import EmailData
 from tickq.errors import ConfigError, PermanentError
-from tickq.processors.base import Integration, Processor
+from tickq.processors.base import Integration, Processor, job_data
 from tickq.processors.mail_smtp import PROVIDER, SmtpConfig, SmtpPool, smtp_failure
 from tickq.processors.mail_templates import EmailTemplates, RenderedEmail
 
@@ -204,11 +202,7 @@ class EmailIntegration(Integration):
         transport = self.transport
         if transport is None:
             raise PermanentError(self.why_not_configured, code="not_configured")
-        try:
-            data = EmailData.model_validate(job.data)
-        except pydantic.ValidationError as exc:
-            raise PermanentError(f"data for {JOB_TYPE} is invalid: {exc}",
-                                 code="invalid_job_data") from None
+        data = job_data(EmailData, job)
         to = _address(data.to, "to")
         sender = _address(data.from_, "from") if data.from_ else self.default_sender
         rendered = self.templates.render(data.template, data.data)

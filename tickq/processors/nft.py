@@ -36,10 +36,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import pydantic
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -64,7 +63,7 @@ from spl.token.models import (
 from tickq.engine.job import Job
 from tickq.engine.jobtypes import NftMintData, NftTransferData
 from tickq.errors import PermanentError, ProcessorError
-from tickq.processors.base import Integration, Processor
+from tickq.processors.base import Integration, Processor, job_data
 from tickq.processors.solana_chain import LAMPORTS_PER_SOL, Chain, Landed, MintInfo
 from tickq.processors.solana_client import RpcSolanaClient, SolanaClient
 from tickq.processors.solana_keys import custodial_keypair, load_payer, mint_keypair
@@ -85,7 +84,6 @@ PROGRAMS: dict[str, Pubkey] = {"token": TOKEN_PROGRAM_ID, "token-2022": TOKEN_20
 PROGRAM_NAMES: dict[Pubkey, str] = {v: k for k, v in PROGRAMS.items()}
 DEFAULT_SYMBOL = "TICKET"
 
-D = TypeVar("D", bound=pydantic.BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +118,6 @@ def ticket_metadata(data: NftMintData) -> TicketMetadata:
                           symbol=text("symbol", DEFAULT_SYMBOL), uri=uri, attributes=dict(given))
 
 
-def _parse(model: type[D], job: Job) -> D:
-    try:
-        return model.model_validate(job.data)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors(include_url=False, include_input=False))
-        raise PermanentError(f"{job.type} data is invalid: {problems}",
-                             code="invalid_job_data") from None
 
 
 def _address(value: str, field: str) -> Pubkey:
@@ -166,7 +156,7 @@ class TicketNfts:
     # --- nft-mint -----------------------------------------------------------------------
 
     async def mint(self, job: Job) -> dict[str, Any]:
-        data = _parse(NftMintData, job)
+        data = job_data(NftMintData, job)
         meta = ticket_metadata(data)
         custodial = data.recipient is None
         owner = (_address(data.recipient, "recipient") if data.recipient is not None
@@ -285,7 +275,7 @@ class TicketNfts:
     # --- nft-transfer -------------------------------------------------------------------
 
     async def transfer(self, job: Job) -> dict[str, Any]:
-        data = _parse(NftTransferData, job)
+        data = job_data(NftTransferData, job)
         mint = _address(data.mintAddress, "mintAddress")
         to_wallet = _address(data.toWallet, "toWallet")
         what = f"the transfer of ticket {data.ticketId}"

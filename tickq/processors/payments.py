@@ -32,18 +32,17 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import orjson
-import pydantic
 import stripe
 
 from tickq.clock import Clock
 from tickq.engine.job import Job
 from tickq.engine.jobtypes import PaymentData, PayoutData, RefundData
 from tickq.errors import ConfigError, PermanentError, RetryableError
-from tickq.processors.base import Integration, Processor
+from tickq.processors.base import Integration, Processor, job_data
 from tickq.processors.stripe_errors import call
 from tickq.processors.stripe_lookup import Lookup
 from tickq.processors.stripe_status import FAILED, JOB_ID_KEY, summary
@@ -75,7 +74,6 @@ STRIPE_REFUND_REASONS = frozenset({"duplicate", "fraudulent"})
 _INTENT_RANK = {"succeeded": 0, "processing": 1, "requires_capture": 1, "requires_action": 1,
                 "requires_confirmation": 2}
 
-D = TypeVar("D", bound=pydantic.BaseModel)
 
 
 def integration(settings: Settings, engine: Engine) -> StripeIntegration:
@@ -131,7 +129,7 @@ class StripeIntegration(Integration):
     # --- payment-process --------------------------------------------------------------------
 
     async def process_payment(self, job: Job) -> dict[str, Any]:
-        data = parse(PaymentData, job)
+        data = job_data(PaymentData, job)
         client = self.client
         key = idempotency_key(job)
         if must_reconcile(job):
@@ -180,7 +178,7 @@ class StripeIntegration(Integration):
     # --- refund-process ---------------------------------------------------------------------
 
     async def process_refund(self, job: Job) -> dict[str, Any]:
-        data = parse(RefundData, job)
+        data = job_data(RefundData, job)
         client = self.client
         key = idempotency_key(job)
         target = refund_target(data.transactionId)
@@ -245,7 +243,7 @@ class StripeIntegration(Integration):
     # --- payout-process ---------------------------------------------------------------------
 
     async def process_payout(self, job: Job) -> dict[str, Any]:
-        data = parse(PayoutData, job)
+        data = job_data(PayoutData, job)
         client = self.client
         key = idempotency_key(job)
         account, destination = payout_target(data.bankAccountId)
@@ -291,15 +289,6 @@ class StripeIntegration(Integration):
 # --- the pieces every request shares ------------------------------------------------------------
 
 
-def parse(model: type[D], job: Job) -> D:
-    """The job's data as its contract; data that does not fit cannot succeed on a retry."""
-    try:
-        return model.model_validate(job.data)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                             for e in exc.errors(include_url=False, include_input=False))
-        raise PermanentError(f"{job.type} data is invalid: {problems}",
-                             code="invalid_job_data") from None
 
 
 def idempotency_key(job: Job) -> str:

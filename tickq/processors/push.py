@@ -29,7 +29,7 @@ import orjson
 from tickq.engine.job import Job
 from tickq.engine.jobtypes import PushData
 from tickq.errors import ConfigError, ProviderError
-from tickq.processors.base import Integration, Processor
+from tickq.processors.base import Integration, Processor, job_data
 from tickq.processors.outbound import (
     DestinationRefused,
     OutboundClient,
@@ -92,7 +92,7 @@ class PushIntegration(Integration):
         await self.client.close()
 
     async def send(self, job: Job) -> dict[str, Any]:
-        data = PushData.model_validate(job.data)
+        data = job_data(PushData, job)
         topic = user_topic(job.tenant_id, data.userId)
         message: dict[str, Any] = {"topic": topic,
                                    "notification": {"title": data.title, "body": data.body}}

@@ -19,7 +19,7 @@ import aiohttp
 from tickq.engine.job import Job
 from tickq.engine.jobtypes import SmsData
 from tickq.errors import ConfigError, ProviderError
-from tickq.processors.base import Integration, Processor
+from tickq.processors.base import Integration, Processor, job_data
 from tickq.processors.outbound import (
     DestinationRefused,
     OutboundClient,
@@ -77,7 +77,7 @@ class SmsIntegration(Integration):
         await self.client.close()
 
     async def send(self, job: Job) -> dict[str, Any]:
-        data = SmsData.model_validate(job.data)
+        data = job_data(SmsData, job)
         form = {"To": data.to, "From": data.from_ or self.from_number or "", "Body": data.message}
         headers = {"Content-Type": "application/x-www-form-urlencoded",
                    "Accept": "application/json",

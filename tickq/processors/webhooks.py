@@ -32,7 +32,7 @@ from yarl import URL
 from tickq.engine.job import Job
 from tickq.engine.jobtypes import WebhookData
 from tickq.errors import ConfigError, PermanentError, ProviderError, RateLimited, RetryableError
-from tickq.processors.base import Integration, Processor
+from tickq.processors.base import Integration, Processor, job_data
 from tickq.processors.notify import Notifier, platform_urls
 from tickq.processors.outbound import (
     SIGNATURE_HEADER,
@@ -97,7 +97,7 @@ class WebhooksIntegration(Integration):
         await self.platform_client.close()
 
     async def deliver(self, job: Job) -> dict[str, Any]:
-        data = WebhookData.model_validate(job.data)
+        data = job_data(WebhookData, job)
         if job.tenant_id is not None and endpoint(data.url) in self.platform_endpoints:
             raise PermanentError("this URL receives the platform's own notifications; only "
                                  "the service may deliver there", code="reserved_destination")
