@@ -97,7 +97,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_or_exit(host=args.host, port=args.port)
     if isinstance(settings, int):
         return settings
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format,
+                      development=settings.is_development)
     settings, dev_token = development_credentials(settings)
     problems = []
     for check in (verifier_from_settings, prepare_data_dir):

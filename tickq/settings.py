@@ -30,11 +30,27 @@ _EXPECTED: dict[str, str] = {
     "HOST": "must be a host name or IP address to listen on",
     "TICKQ_ENV": "must be one of development, production, staging, test",
     "LOG_LEVEL": "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+    "LOG_FORMAT": "must be json or text",
+    "TICKQ_SCHEDULER_ENABLED": "must be true or false",
+    **{var: "must be a number of seconds from 1 to 604800" for var in (
+        "TICKQ_RETENTION_INTERVAL_S", "TICKQ_KEY_EXPIRY_INTERVAL_S",
+        "TICKQ_TELEMETRY_RETENTION_INTERVAL_S", "TICKQ_HOUSEKEEPING_INTERVAL_S")},
+    "TICKQ_VACUUM_PAGES": "must be a whole number of pages from 0 to 1000000",
+    "TICKQ_SCHEDULE_SYNC_INTERVAL_S": "must be a number of seconds from 1 to 3600",
+    "TICKQ_SCHEDULE_MISFIRE_GRACE_S": "must be a number of seconds from 1 to 86400",
     "TICKQ_SHUTDOWN_GRACE_S": "must be a number of seconds from 0 to 3600",
     "JWT_LEEWAY_S": "must be a number of seconds from 0 to 300",
     "TICKQ_MAX_BODY_BYTES": "must be a whole number of bytes from 1024 to 67108864",
     "API_RATE_LIMIT_ENABLED": "must be true or false",
     **{var: "must be a positive number of requests per second" for var in ENV_VARS},
+    "MONITOR_INTERVAL_S": "must be a number of seconds from 1 to 3600",
+    **{f"ALERT_THRESHOLD_{q}_QUEUE": "must be a whole number of waiting jobs, 0 or more"
+       for q in ("MONEY", "COMM", "BACKGROUND")},
+    **{f"ALERT_THRESHOLD_{q}_AGE_MINUTES": "must be a number of minutes above 0"
+       for q in ("MONEY", "COMM", "BACKGROUND")},
+    **{f"ALERT_THRESHOLD_{q}_FAILURES": "must be a whole number of failed jobs, 0 or more"
+       for q in ("MONEY", "COMM", "BACKGROUND")},
+    "ALERT_SMS_TO": "must be a phone number in E.164 form, such as +14155550100",
 }
 
 #: variables whose value an error message must not repeat (a secret; a PEM spans many lines)
@@ -67,6 +83,11 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", validation_alias="TICKQ_DATABASE_URL")
     #: LOG_LEVEL: threshold of the JSON log
     log_level: LogLevel = Field(default="INFO", validation_alias="LOG_LEVEL")
+    #: LOG_FORMAT: json (one object a line) or text (for people); unset: text in development
+    #: when stderr is a terminal, json otherwise (output that is piped or collected stays
+    #: machine-readable)
+    log_format: Literal["json", "text"] | None = Field(default=None,
+                                                       validation_alias="LOG_FORMAT")
     #: TICKQ_SHUTDOWN_GRACE_S: how long a shutdown lets running jobs finish
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False,
                                     validation_alias="TICKQ_SHUTDOWN_GRACE_S")
@@ -213,6 +234,76 @@ class Settings(BaseSettings):
                                         validation_alias="NFT_WEBHOOK_URL")
     admin_webhook_url: str | None = Field(default=None, min_length=1,
                                           validation_alias="ADMIN_WEBHOOK_URL")
+
+    # --- the monitor (tickq.monitoring): thresholds of seed-003 "Alert Thresholds" -------------
+
+    #: MONITOR_INTERVAL_S: how often queue depths, ages and failures are checked
+    monitor_interval_s: float = Field(default=30.0, ge=1, le=3600, allow_inf_nan=False,
+                                      validation_alias="MONITOR_INTERVAL_S")
+    #: ALERT_THRESHOLD_MONEY_QUEUE / _AGE_MINUTES / _FAILURES: the money queue alerts (critical)
+    #: above this many due waiting jobs, a job waiting this long, this many failed jobs
+    alert_threshold_money_queue: int = Field(default=50, ge=0,
+                                             validation_alias="ALERT_THRESHOLD_MONEY_QUEUE")
+    alert_threshold_money_age_minutes: float = Field(
+        default=10.0, gt=0, allow_inf_nan=False,
+        validation_alias="ALERT_THRESHOLD_MONEY_AGE_MINUTES")
+    alert_threshold_money_failures: int = Field(
+        default=10, ge=0, validation_alias="ALERT_THRESHOLD_MONEY_FAILURES")
+    #: ALERT_THRESHOLD_COMM_QUEUE / _AGE_MINUTES / _FAILURES: the same for communication
+    #: (warning)
+    alert_threshold_comm_queue: int = Field(default=5000, ge=0,
+                                            validation_alias="ALERT_THRESHOLD_COMM_QUEUE")
+    alert_threshold_comm_age_minutes: float = Field(
+        default=30.0, gt=0, allow_inf_nan=False,
+        validation_alias="ALERT_THRESHOLD_COMM_AGE_MINUTES")
+    alert_threshold_comm_failures: int = Field(
+        default=100, ge=0, validation_alias="ALERT_THRESHOLD_COMM_FAILURES")
+    #: ALERT_THRESHOLD_BACKGROUND_QUEUE / _AGE_MINUTES / _FAILURES: the same for background
+    #: (info)
+    alert_threshold_background_queue: int = Field(
+        default=50_000, ge=0, validation_alias="ALERT_THRESHOLD_BACKGROUND_QUEUE")
+    alert_threshold_background_age_minutes: float = Field(
+        default=120.0, gt=0, allow_inf_nan=False,
+        validation_alias="ALERT_THRESHOLD_BACKGROUND_AGE_MINUTES")
+    alert_threshold_background_failures: int = Field(
+        default=1000, ge=0, validation_alias="ALERT_THRESHOLD_BACKGROUND_FAILURES")
+    #: ALERT_SMS_TO: the on-call phone critical alerts are texted to (through Twilio, with the
+    #: TWILIO_* settings); unset: no SMS alerts
+    alert_sms_to: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$",
+                                     validation_alias="ALERT_SMS_TO")
+
+    # --- maintenance and cron schedules (tickq.scheduling) --------------------------------------
+
+    #: TICKQ_SCHEDULER_ENABLED: run maintenance and cron schedules in this process (on the
+    #: leader, see tickq.scheduling.leader); off leaves retention to the engine's own timer and
+    #: fires no cron schedule here
+    scheduler_enabled: bool = Field(default=True, validation_alias="TICKQ_SCHEDULER_ENABLED")
+    #: TICKQ_RETENTION_INTERVAL_S: how often finished jobs past their retention are removed
+    retention_interval_s: float = Field(default=300.0, ge=1, le=604_800, allow_inf_nan=False,
+                                        validation_alias="TICKQ_RETENTION_INTERVAL_S")
+    #: TICKQ_KEY_EXPIRY_INTERVAL_S: how often ended idempotency-key holds are released
+    key_expiry_interval_s: float = Field(default=3600.0, ge=1, le=604_800, allow_inf_nan=False,
+                                         validation_alias="TICKQ_KEY_EXPIRY_INTERVAL_S")
+    #: TICKQ_TELEMETRY_RETENTION_INTERVAL_S: how often alerts and queue metric snapshots past
+    #: their retention (tickq.engine.monitor: 7 and 30 days) are removed
+    telemetry_retention_interval_s: float = Field(
+        default=3600.0, ge=1, le=604_800, allow_inf_nan=False,
+        validation_alias="TICKQ_TELEMETRY_RETENTION_INTERVAL_S")
+    #: TICKQ_HOUSEKEEPING_INTERVAL_S: how often the SQLite journal is checkpointed and vacuumed
+    housekeeping_interval_s: float = Field(default=3600.0, ge=1, le=604_800,
+                                           allow_inf_nan=False,
+                                           validation_alias="TICKQ_HOUSEKEEPING_INTERVAL_S")
+    #: TICKQ_VACUUM_PAGES: free pages given back to the file system per housekeeping run
+    vacuum_pages: int = Field(default=2000, ge=0, le=1_000_000,
+                              validation_alias="TICKQ_VACUUM_PAGES")
+    #: TICKQ_SCHEDULE_SYNC_INTERVAL_S: how often every cron schedule is read again (to pick up
+    #: schedules made on another node, and slots a busy moment let slip)
+    schedule_sync_interval_s: float = Field(default=15.0, ge=1, le=3600, allow_inf_nan=False,
+                                            validation_alias="TICKQ_SCHEDULE_SYNC_INTERVAL_S")
+    #: TICKQ_SCHEDULE_MISFIRE_GRACE_S: a slot this late still counts as on time; older ones
+    #: were missed and follow their schedule's missed-tick policy
+    schedule_misfire_grace_s: float = Field(default=60.0, ge=1, le=86_400, allow_inf_nan=False,
+                                            validation_alias="TICKQ_SCHEDULE_MISFIRE_GRACE_S")
 
     @model_validator(mode="before")
     @classmethod

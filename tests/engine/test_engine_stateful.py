@@ -60,7 +60,7 @@ from tickq.engine.outcome import (
 from tickq.engine.producer import JobSpec
 from tickq.engine.queues import Durability, QueueConfig
 from tickq.engine.registry import JobType, Registry
-from tickq.engine.states import JobState
+from tickq.engine.states import FINAL_STATES, JobState
 from tickq.errors import (
     CircuitOpen,
     IdempotencyConflictError,
@@ -633,6 +633,9 @@ class JobLifecycle(RuleBasedStateMachine):
         index = getattr(store, "index", None)
         if index is not None:  # the lease sweep looks only at the index's active set
             assert set(index.active) == {m.id for m in self.jobs.values() if m.state is A}
+            # listings of finished jobs look only at the index's finished maps
+            finished = {j.id for j in index.candidates(JobQuery(states=FINAL_STATES))}
+            assert finished == {j.id for j in index.jobs.values() if j.state in FINAL_STATES}
 
     @staticmethod
     def _compare(job: Job, m: Expected) -> None:

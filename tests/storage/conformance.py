@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tickq.engine.gate import Deferral
 from tickq.engine.ids import IdGenerator
 from tickq.engine.job import ErrorEntry, Job
 from tickq.engine.outcome import Settle, SettleKind
@@ -31,12 +32,16 @@ from tickq.errors import (
     StoreLockedError,
 )
 from tickq.storage.base import (
+    AlertRecord,
     AnalyticsEvent,
     JobQuery,
+    NewAlert,
     OpenReport,
     PruneRule,
+    QueueSnapshot,
     Report,
     ReportInfo,
+    Schedule,
     Store,
 )
 
@@ -179,6 +184,19 @@ def report(report_id: str, *, tenant: str | None = "t1", created_at: float = T0,
                             "job_id": report_id, **extra}
     return Report(id=report_id, tenant_id=tenant, created_at=created_at, size=len(content),
                   content=content, **rest)
+
+
+def new_alert(*, at: float = T0, severity: str = "critical", alert_type: str = "queue_depth",
+              queue: str | None = "money", **extra: Any) -> NewAlert:
+    return NewAlert(severity=severity, alert_type=alert_type, message=f"{alert_type} at {at}",
+                    queue_name=queue, metric_value=75.0, threshold_value=50.0, created_at=at,
+                    **extra)
+
+
+def snapshot(queue: str = "money", *, at: float = T0, waiting: int = 3) -> QueueSnapshot:
+    return QueueSnapshot(queue_name=queue, waiting_count=waiting, delayed_count=1,
+                         active_count=2, completed_count=40, failed_count=5, oldest_age_s=12.5,
+                         captured_at=at)
 
 
 class StoreConformance:
@@ -1126,6 +1144,151 @@ class StoreConformance:
         got = await store.report_get("r1")
         assert got is not None and got.content == b"x" * 5000
 
+    # --- monitor: oldest due job, alerts, snapshots ------------------------------------------
+
+    async def test_oldest_due_is_the_earliest_run_at_of_due_waiting_jobs(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        make = Jobs()
+        assert await store.queue_oldest_due("money", T0) is None
+        newer = make(run_at=T0 - 10, priority=9, tenant="t1")
+        older = make(run_at=T0 - 50, priority=1, tenant="t2")
+        later = make(run_at=T0 + 100)
+        await insert(store, newer, older, later)
+
+        assert await store.queue_oldest_due("money", T0) == T0 - 50
+        assert await store.queue_oldest_due("communication", T0) is None
+        await store.job_cancel(older.id, T0)
+        assert await store.queue_oldest_due("money", T0) == T0 - 10
+        # A delayed job counts once it is due, even before anything claimed it.
+        assert await store.queue_oldest_due("money", T0 + 200) == T0 - 10
+        await claim_one(store, newer.id)
+        assert await store.queue_oldest_due("money", T0) is None
+        assert await store.queue_oldest_due("money", T0 + 100) == T0 + 100
+
+    async def test_oldest_due_counts_jobs_parked_by_the_gate(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        make = Jobs()
+        parked, ready = make(run_at=T0 - 300, priority=1), make(run_at=T0 - 5, priority=9)
+        await insert(store, parked, ready)
+
+        def hold_back(job: Job, now: float) -> Deferral | None:
+            return Deferral("stripe", "rate_limited") if job.id == parked.id else None
+
+        got = await store.job_fetch_available("money", 10, T0, LEASE_S, hold_back)
+        assert ids(got.claimed) == [ready.id]
+        assert await store.queue_oldest_due("money", T0) == T0 - 300
+        await store.job_cancel(parked.id, T0)
+        assert await store.queue_oldest_due("money", T0) is None
+
+    async def test_alert_insert_assigns_increasing_ids_and_round_trips(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        first = await store.alert_insert(new_alert(channels={"log": "logged"}))
+        second = await store.alert_insert(new_alert(at=T0 + 1, severity="info", queue=None,
+                                                    alert_type="test"))
+        assert second.id > first.id >= 1
+        got = await store.alert_get(first.id)
+        assert got == first
+        assert isinstance(got, AlertRecord)
+        assert (got.severity, got.alert_type, got.queue_name, got.metric_value,
+                got.threshold_value, got.created_at, dict(got.channels), got.acknowledged,
+                got.acknowledged_by, got.acknowledged_at) == (
+            "critical", "queue_depth", "money", 75.0, 50.0, T0, {"log": "logged"}, False, None,
+            None)
+        assert await store.alert_get(second.id + 100) is None
+
+    async def test_alert_list_filters_newest_first(self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        a = await store.alert_insert(new_alert(at=T0))
+        b = await store.alert_insert(new_alert(at=T0 + 10, severity="warning",
+                                               queue="communication"))
+        c = await store.alert_insert(new_alert(at=T0 + 20, alert_type="job_age"))
+        d = await store.alert_insert(new_alert(at=T0 + 20))  # same time: higher id first
+
+        def listed(alerts: list[AlertRecord]) -> list[int]:
+            return [x.id for x in alerts]
+
+        assert listed(await store.alert_list()) == [d.id, c.id, b.id, a.id]
+        assert listed(await store.alert_list("critical")) == [d.id, c.id, a.id]
+        assert listed(await store.alert_list(limit=2)) == [d.id, c.id]
+        assert listed(await store.alert_list(since=T0 + 10)) == [d.id, c.id, b.id]
+        assert listed(await store.alert_list(queue="communication")) == [b.id]
+        assert listed(await store.alert_list(alert_type="job_age")) == [c.id]
+        await store.alert_acknowledge(a.id, "u1", T0 + 30)
+        assert listed(await store.alert_list(acknowledged=True)) == [a.id]
+        assert listed(await store.alert_list(acknowledged=False)) == [d.id, c.id, b.id]
+
+    async def test_alert_acknowledge_records_who_and_when_once(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        alert = await store.alert_insert(new_alert())
+        done = await store.alert_acknowledge(alert.id, "user-7", T0 + 5)
+        assert done is not None
+        assert (done.acknowledged, done.acknowledged_by, done.acknowledged_at) == (
+            True, "user-7", T0 + 5)
+        again = await store.alert_acknowledge(alert.id, "user-8", T0 + 9)
+        assert again == done
+        assert await store.alert_get(alert.id) == done
+        assert await store.alert_acknowledge(alert.id + 1, "user-7", T0) is None
+
+    async def test_alert_set_channels_merges(self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        alert = await store.alert_insert(new_alert(channels={"log": "logged",
+                                                             "email": "pending"}))
+        await store.alert_set_channels(alert.id, {"email": "queued", "sms": "skipped"})
+        await store.alert_set_channels(alert.id + 50, {"email": "sent"})  # no such alert
+        got = await store.alert_get(alert.id)
+        assert got is not None
+        assert dict(got.channels) == {"log": "logged", "email": "queued", "sms": "skipped"}
+
+    async def test_alert_prune_removes_exactly_the_older_alerts(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        made = [await store.alert_insert(new_alert(at=at))
+                for at in (T0 - 10, T0 - 1, T0, T0 + 10)]
+        assert await store.alert_prune(T0) == 2
+        assert await store.alert_prune(T0) == 0
+        assert [a.id for a in await store.alert_list()] == [made[3].id, made[2].id]
+        assert await store.alert_get(made[0].id) is None
+
+    async def test_snapshots_list_and_prune(self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        await store.snapshot_insert([snapshot("money", at=T0 - 5),
+                                     snapshot("communication", at=T0 - 5)])
+        await store.snapshot_insert([snapshot("money", at=T0, waiting=9)])
+        await store.snapshot_insert([])
+
+        money = await store.snapshot_list("money", T0 - 100, T0 + 1)
+        assert money == [snapshot("money", at=T0 - 5), snapshot("money", at=T0, waiting=9)]
+        assert len(await store.snapshot_list(None, T0 - 100, T0 + 1)) == 3
+        # Equal times keep their insertion order.
+        assert await store.snapshot_list(None, T0 - 100, T0) == [
+            snapshot("money", at=T0 - 5), snapshot("communication", at=T0 - 5)]
+        assert await store.snapshot_list("money", T0 + 1, T0 + 100) == []
+        assert await store.snapshot_prune(T0) == 2
+        assert await store.snapshot_list(None, 0, T0 + 100) == [
+            snapshot("money", at=T0, waiting=9)]
+
+    async def test_alerts_and_snapshots_survive_a_restart_and_ids_are_never_reused(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        alert = await store.alert_insert(new_alert(channels={"stored": "stored"}))
+        await store.alert_acknowledge(alert.id, "u1", T0 + 1)
+        await store.snapshot_insert([snapshot(at=T0 + i) for i in range(5)])
+
+        store, _ = await store_factory.reopen(store, T0 + 60)
+
+        got = await store.alert_get(alert.id)
+        assert got is not None and got.acknowledged_by == "u1"
+        assert dict(got.channels) == {"stored": "stored"}
+        assert len(await store.snapshot_list("money", T0, T0 + 10)) == 5
+        assert await store.alert_prune(T0 + 1000) == 1
+        store, _ = await store_factory.reopen(store, T0 + 120)
+        fresh = await store.alert_insert(new_alert(at=T0 + 120))
+        assert fresh.id > alert.id
+
     # --- restarts (backends that keep state) ----------------------------------------------
 
     async def test_waiting_jobs_survive_a_restart_in_dispatch_order(
@@ -1332,3 +1495,117 @@ class StoreConformance:
         revived = await store.job_retry_failed(dead.id, T0 + 4, 1)
         assert revived.state is W
         assert ids(await claim(store, now=T0 + 4)) == [dead.id]
+
+    # --- idempotency key expiry -------------------------------------------------------------
+
+    async def test_release_keys_frees_exactly_the_ended_holds_and_counts_them(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        make = Jobs()
+        short, long = make(key="pay-short", priority=9), make(key="pay-long", priority=8)
+        bg = make(queue="background", type="generate-report", key="bg-1")
+        await insert(store, short, long, bg)
+        a, b = await claim(store, limit=2)
+        [c] = await claim(store, "background")
+        await store.job_settle_many([
+            settle(a, SettleKind.COMPLETE, T0 + 1, result_json=b"1", key_until=T0 + 100),
+            settle(b, SettleKind.COMPLETE, T0 + 1, result_json=b"2", key_until=T0 + 500),
+            settle(c, SettleKind.COMPLETE, T0 + 1, result_json=b"3", key_until=T0 + 50)])
+
+        assert await store.job_release_keys(T0 + 10) == 0
+        assert await store.job_release_keys(T0 + 200) == 2  # pay-short and bg-1
+        assert await store.job_release_keys(T0 + 200) == 0  # nothing is released twice
+
+        assert (await get(store, short.id)).key_until is None
+        assert (await get(store, long.id)).key_until == T0 + 500
+        [dup] = await store.job_insert_many([make(key="pay-long")], T0 + 201)
+        assert (dup.created, dup.job.id) == (False, long.id)
+        fresh = make(key="pay-short")
+        [res] = await store.job_insert_many([fresh], T0 + 201)
+        assert (res.created, res.job.id) == (True, fresh.id)
+        # A released job no longer waits on its key to leave by retention.
+        assert await store.job_prune([PruneRule(queue="money", state=C, before=T0 + 300)]) == 1
+        assert await store.job_get(short.id) is None and await store.job_get(long.id) is not None
+
+    async def test_released_keys_stay_released_across_a_restart(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        make = Jobs()
+        job = make(key="pay-1")
+        await insert(store, job)
+        running = await claim_one(store, job.id)
+        await store.job_settle_many([settle(running, SettleKind.COMPLETE, T0 + 1,
+                                            result_json=b"1", key_until=T0 + 100)])
+        assert await store.job_release_keys(T0 + 150) == 1
+
+        store, _ = await store_factory.reopen(store, T0 + 160)
+
+        assert await store.job_release_keys(T0 + 170) == 0
+        assert (await get(store, job.id)).key_until is None
+
+    # --- cron schedules ---------------------------------------------------------------------
+
+    async def test_schedules_put_get_list_and_delete(self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        nightly, hourly = schedule("nightly", cron="0 2 * * *"), schedule("hourly")
+
+        assert await store.schedule_put(nightly) and await store.schedule_put(hourly)
+        assert not await store.schedule_put(schedule("hourly", cron="*/5 * * * *"))
+        assert await store.schedule_get("hourly") == hourly
+        assert [s.name for s in await store.schedule_list()] == ["hourly", "nightly"]
+        replaced = schedule("hourly", cron="*/5 * * * *")
+        assert await store.schedule_put(replaced, replace=True)
+        assert await store.schedule_get("hourly") == replaced
+
+        assert await store.schedule_delete("hourly")
+        assert not await store.schedule_delete("hourly")
+        assert await store.schedule_get("hourly") is None
+        assert await store.schedule_list() == [nightly]
+
+    async def test_schedule_claim_is_a_compare_and_set_on_the_version(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        await store.schedule_put(schedule("hourly"))
+
+        first = await store.schedule_claim("hourly", 0, last_slot=T0 + 3600,
+                                           pending=(T0 + 3600,), at=T0 + 3601)
+        second = await store.schedule_claim("hourly", 0, last_slot=T0 + 3600,
+                                            pending=(T0 + 3600,), at=T0 + 3601)
+        assert first is not None and second is None
+        assert (first.version, first.last_slot, first.pending, first.pending_at) == (
+            1, T0 + 3600, (T0 + 3600,), T0 + 3601)
+        assert await store.schedule_claim("gone", 0, last_slot=T0, pending=(), at=T0) is None
+
+        done = await store.schedule_settle("hourly", (T0 + 3600,), job_id="j1", error=None)
+        assert done is not None
+        assert (done.version, done.pending, done.pending_at, done.last_job_id) == (
+            2, (), None, "j1")
+        # A settle of slots that are no longer the pending ones records, but clears nothing.
+        again = await store.schedule_claim("hourly", 2, last_slot=T0 + 7200,
+                                           pending=(T0 + 7200,), at=T0 + 7201)
+        assert again is not None
+        stale = await store.schedule_settle("hourly", (T0 + 3600,), job_id=None,
+                                            error="boom")
+        assert stale is not None
+        assert (stale.pending, stale.last_job_id, stale.last_error) == ((T0 + 7200,), "j1",
+                                                                        "boom")
+        assert await store.schedule_get("hourly") == stale
+
+    async def test_schedules_survive_a_restart(self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        await store.schedule_put(schedule("hourly"))
+        await store.schedule_put(schedule("doomed"))
+        claimed = await store.schedule_claim("hourly", 0, last_slot=T0 + 3600,
+                                             pending=(T0 + 3600, T0 + 7200), at=T0 + 7201)
+        await store.schedule_delete("doomed")
+
+        store, _ = await store_factory.reopen(store, T0 + 8000)
+
+        assert await store.schedule_list() == [claimed]
+
+
+def schedule(name: str, *, cron: str = "0 * * * *", created_at: float = T0) -> Schedule:
+    return Schedule(name=name, cron=cron, timezone="Europe/Paris",
+                    template_json=b'{"queue":"money","type":"payment-process","data":{}}',
+                    missed="skip", tenant_id="t1", user_id="u1", created_at=created_at,
+                    last_slot=created_at)

@@ -82,6 +82,11 @@ class Engine:
         self.shutdown_grace_s = shutdown_grace_s
         self.maintenance_interval_s = maintenance_interval_s
         self.retention_interval_s = retention_interval_s
+        #: whether `tick_maintenance` removes finished jobs past retention itself. A scheduler
+        #: that takes the duty over (on the leader only, see `tickq.scheduling`) turns it off
+        #: while it runs and back on when it stops, so an engine embedded without one still
+        #: prunes on its own.
+        self.prunes_on_timer = True
         self._last_prune = -math.inf
         self._concurrency = dict(concurrency or {})
         self._prefetch = dict(prefetch or {})
@@ -642,7 +647,7 @@ class Engine:
                 # Someone else settled or rescued it; a late write from us would be dropped anyway.
                 self._claims.pop(job_id, None)
                 self.providers.finished(job_id, None, ran=False)
-        if now - self._last_prune >= self.retention_interval_s:
+        if self.prunes_on_timer and now - self._last_prune >= self.retention_interval_s:
             self._last_prune = now
             removed = await self.store.job_prune(self.retention_rules(now))
             if removed:

@@ -110,6 +110,11 @@ class Registry:
 
     # --- validation --------------------------------------------------------------------
 
+    @property
+    def validator_count(self) -> int:
+        """How many batch validators (one per job type validated in bulk) have been built."""
+        return len(self._adapters)
+
     def validate_data(self, job_type: JobType, data: Any) -> Any:
         """The job's data, checked against the type's schema and normalised (defaults filled)."""
         if job_type.schema is None:

@@ -58,6 +58,11 @@ LOG_EVENTS: dict[str, tuple[str, str, int]] = {
     "rate_limit.reset": ("rate_limit_reset", "provider", logging.WARNING),
     "emergency.stop": ("emergency_stop_requested", "provider", logging.WARNING),
     "emergency.resume": ("emergency_resume_requested", "provider", logging.WARNING),
+    "alert.acknowledge": ("alert_acknowledged", "alert_id", logging.INFO),
+    "alert.test": ("alert_test_requested", "alert_id", logging.INFO),
+    "schedule.create": ("schedule_created", "schedule", logging.WARNING),
+    "schedule.delete": ("schedule_deleted", "schedule", logging.WARNING),
+    "cache.flush": ("cache_flushed", "cache", logging.WARNING),
 }
 ACTIONS = tuple(LOG_EVENTS)
 

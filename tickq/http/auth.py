@@ -80,6 +80,18 @@ class TokenVerifier:
         #: token many times. Only the time checks are repeated on a hit.
         self._verified: dict[str, tuple[Principal, float | None]] = {}
 
+    @property
+    def cached_tokens(self) -> int:
+        """How many verified tokens are remembered."""
+        return len(self._verified)
+
+    def forget_tokens(self) -> int:
+        """Forget every remembered token (each is verified in full on its next use); returns
+        how many there were."""
+        n = len(self._verified)
+        self._verified.clear()
+        return n
+
     def verify(self, token: str) -> Principal:
         """The principal a token stands for, or `AuthenticationError` saying what is wrong."""
         hit = self._verified.get(token)

@@ -28,8 +28,12 @@ from aiohttp import web
 
 from tickq import __version__
 from tickq.http.access import roles_of
+from tickq.http.alerts import AlertListQuery, AlertTest
+from tickq.http.maintenance import MaintenanceQuery
+from tickq.http.metrics_json import FailuresQuery, ThroughputQuery
 from tickq.http.reports import ReportListQuery
 from tickq.http.responses import json_response
+from tickq.http.schedules import NewSchedule, ScheduledJob
 from tickq.http.schemas import (
     ClearQuery,
     DlqQuery,
@@ -139,6 +143,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Discard one dead-letter job for good", {200: "Discarded"}, (403, 404, 409)),
     ("GET", f"{PREFIX}/metrics/prometheus"): Operation(
         "Prometheus metrics in the text exposition format", {200: "The metrics"}, (403,)),
+    ("GET", f"{PREFIX}/metrics/summary"): Operation(
+        "Queue averages and alerts by severity over the last hour", {200: "The summary"},
+        (403,)),
+    ("GET", f"{PREFIX}/metrics/throughput"): Operation(
+        "Completed jobs per queue and minute, newest first", {200: "Throughput by minute"},
+        (400, 403), query=ThroughputQuery),
+    ("GET", f"{PREFIX}/metrics/failures"): Operation(
+        "Failure trends per hour and the most frequent failures by type and error code",
+        {200: "The analysis"}, (400, 403), query=FailuresQuery),
     ("GET", f"{PREFIX}/rate-limits/status"): Operation(
         "Every provider rate-limit bucket", {200: "Buckets by name"}),
     ("GET", f"{PREFIX}/rate-limits/status/{{key}}"): Operation(
@@ -166,9 +179,40 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", f"{PREFIX}/reports"): Operation(
         "Generated reports of the caller's tenant, newest first", {200: "The reports"},
         (400, 403), query=ReportListQuery),
+    ("GET", f"{PREFIX}/alerts"): Operation(
+        "Recent alerts, newest first (default: the last 24 hours)", {200: "The alerts"},
+        (400, 403), query=AlertListQuery),
+    ("POST", f"{PREFIX}/alerts/{{id}}/acknowledge"): Operation(
+        "Acknowledge an alert (who and when are recorded)", {200: "Acknowledged"},
+        (403, 404)),
+    ("POST", f"{PREFIX}/alerts/test"): Operation(
+        "Raise a test alert through every channel (or one) and report each",
+        {200: "The alert and each channel's outcome"}, (*BODY_ERRORS, 403), body=AlertTest,
+        body_optional=True),
     ("GET", f"{PREFIX}/reports/{{id}}"): Operation(
         "Download a generated report (CSV or JSON) as an attachment", {200: "The report"},
         (404,)),
+    ("POST", f"{PREFIX}/schedules"): Operation(
+        "Make a cron schedule: a job template enqueued at every slot, once per slot",
+        {201: "The schedule, with its next slot"}, (*BODY_ERRORS, 403, 409), body=NewSchedule),
+    ("GET", f"{PREFIX}/schedules"): Operation(
+        "Every cron schedule with its next slot", {200: "The schedules"}, (403,)),
+    ("GET", f"{PREFIX}/schedules/{{name}}"): Operation(
+        "One cron schedule", {200: "The schedule"}, (403, 404)),
+    ("DELETE", f"{PREFIX}/schedules/{{name}}"): Operation(
+        "Remove a cron schedule (jobs it enqueued stay)", {200: "Deleted"}, (403, 404)),
+    ("POST", f"{PREFIX}/jobs/schedule"): Operation(
+        "Enqueue one job to start at a given time (runAt)",
+        {201: "Enqueued", 200: "A job with this idempotency key exists"},
+        (*BODY_ERRORS, 403, 409), body=ScheduledJob),
+    ("GET", f"{PREFIX}/maintenance"): Operation(
+        "Maintenance tasks and their latest runs, with what each removed",
+        {200: "Tasks and runs"}, (400, 403), query=MaintenanceQuery),
+    ("GET", f"{PREFIX}/cache/stats"): Operation(
+        "Sizes of the in-process caches", {200: "Cache sizes"}, (403,)),
+    ("POST", f"{PREFIX}/cache/flush"): Operation(
+        "Forget every verified token (after rotating a key)", {200: "What was flushed"},
+        (403,)),
 }
 
 _PATH_PARAM = re.compile(r"\{(\w+)\}")

@@ -46,7 +46,8 @@ EXEMPT_PATHS = frozenset({"/health", "/api/v1/queue/health", "/api/v1/queue/heal
                           "/api/v1/queue/webhooks/stripe"})
 EXEMPT_PREFIXES = ("/health/",)
 #: enqueue routes, limited by API_RATE_LIMIT_JOBS_PER_MIN
-ENQUEUE_PATHS = frozenset({"/api/v1/queue/jobs", "/api/v1/queue/jobs/batch"})
+ENQUEUE_PATHS = frozenset({"/api/v1/queue/jobs", "/api/v1/queue/jobs/batch",
+                           "/api/v1/queue/jobs/schedule"})
 
 
 @dataclass(frozen=True, slots=True)

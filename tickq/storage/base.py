@@ -145,6 +145,101 @@ class Report(ReportInfo):
         return ReportInfo(**{f.name: getattr(self, f.name) for f in fields(ReportInfo)})
 
 
+@dataclass(slots=True, frozen=True, kw_only=True)
+class NewAlert:
+    """An alert as the monitor raises it (spec seed-003 `alert_history`). Times are epoch
+    seconds."""
+
+    #: "critical", "warning" or "info"
+    severity: str
+    #: "queue_depth", "job_age", "high_failures" or "test"
+    alert_type: str
+    message: str
+    #: the queue it is about, if any
+    queue_name: str | None = None
+    #: the value measured and the threshold it crossed, if any
+    metric_value: float | None = None
+    threshold_value: float | None = None
+    created_at: float
+    #: channel -> what became of the alert there ("logged", "stored", "queued", "sent",
+    #: "failed", "skipped", "not_configured")
+    channels: Mapping[str, str] = field(default_factory=dict)
+
+    def stored(self, alert_id: int) -> AlertRecord:
+        """This alert as stored under `alert_id` (with a copy of its channel map)."""
+        values = {f.name: getattr(self, f.name) for f in fields(NewAlert)}
+        values["channels"] = dict(self.channels)
+        return AlertRecord(**values, id=alert_id)
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class AlertRecord(NewAlert):
+    """A stored alert. `id` is assigned by the store, increasing, never reused."""
+
+    id: int
+    acknowledged: bool = False
+    #: the user id of whoever acknowledged it, and when
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class QueueSnapshot:
+    """One queue's counts at one monitor check (spec seed-003 `queue_metrics`), for dashboards,
+    throughput and troubleshooting after the fact."""
+
+    queue_name: str
+    #: waiting jobs, delayed ones included (as `QueueCounts.waiting`), and the delayed ones
+    waiting_count: int
+    delayed_count: int
+    active_count: int
+    completed_count: int
+    failed_count: int
+    #: seconds the oldest due waiting job had waited since its run_at (None: none waiting)
+    oldest_age_s: float | None = None
+    captured_at: float
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class Schedule:
+    """A cron schedule: a job template enqueued at every slot (fire time) of a cron expression.
+
+    Slots are claimed by moving `last_slot` forward with `schedule_claim`, a compare-and-set on
+    `version`, so of two nodes (or a node and itself after a restart) that see one slot due,
+    exactly one claims it. A claimed slot is `pending` until its job is enqueued; a pending slot
+    whose claimer died is enqueued by whoever finds it later, under the same idempotency key.
+    Times are epoch seconds."""
+
+    #: unique; part of every tick's idempotency key (`schedule:<name>:<slot>`)
+    name: str
+    #: five-field crontab expression ("*/5 * * * *")
+    cron: str
+    #: IANA time zone the expression is read in ("Europe/Paris")
+    timezone: str
+    #: the job each slot enqueues, orjson-encoded: {"queue", "type", "data", "options"}
+    template_json: bytes
+    #: what a slot missed while nothing ran becomes: "skip" or "catch_up_once"
+    missed: str
+    #: whose jobs the ticks are (the creator's tenant and user)
+    tenant_id: str | None
+    user_id: str | None
+    created_at: float
+    #: every slot at or before this time has been claimed (enqueued, or skipped as missed)
+    last_slot: float
+    #: claimed slots whose jobs are not known to be enqueued yet, and when they were claimed
+    pending: tuple[float, ...] = ()
+    pending_at: float | None = None
+    #: bumped by every claim and settle; what `schedule_claim` compares
+    version: int = 0
+    #: the job the latest enqueued slot became, and the error of the latest slot that failed
+    last_job_id: str | None = None
+    last_error: str | None = None
+
+    @property
+    def template(self) -> Any:
+        return orjson.loads(self.template_json)
+
+
 class Store(Protocol):
     #: called with a queue name when jobs there may have become available from outside this
     #: process (another node); set by the engine
@@ -267,4 +362,95 @@ class Store(Protocol):
 
     async def report_prune(self, before: float) -> int:
         """Delete reports created before `before`; returns how many."""
+        ...
+
+    async def queue_oldest_due(self, queue: str, now: float) -> float | None:
+        """The run_at of the longest-waiting job of `queue` that is due (waiting with
+        run_at <= now, parked ones included), or None when there is none."""
+        ...
+
+    # --- monitor: alerts and queue snapshots ------------------------------------------------
+    # Kept as durably as the communication tier (the SQLite journal writes them in its group
+    # commit). A backend keeps the newest alert id it ever gave, so ids are never reused, even
+    # after every alert was pruned and the store reopened.
+
+    async def alert_insert(self, alert: NewAlert) -> AlertRecord:
+        """Store a new alert; returns it with its id."""
+        ...
+
+    async def alert_get(self, alert_id: int) -> AlertRecord | None: ...
+
+    async def alert_list(self, severity: str | None = None, limit: int = 50, *,
+                         since: float | None = None, queue: str | None = None,
+                         alert_type: str | None = None,
+                         acknowledged: bool | None = None) -> list[AlertRecord]:
+        """Alerts created at or after `since` (when given), of one severity, queue, type or
+        acknowledgement state when given, newest first (then by id), at most `limit`."""
+        ...
+
+    async def alert_set_channels(self, alert_id: int, channels: Mapping[str, str]) -> None:
+        """Merge `channels` into the alert's channel outcomes (named channels are replaced,
+        others kept). An unknown id changes nothing."""
+        ...
+
+    async def alert_acknowledge(self, alert_id: int, by: str, at: float) -> AlertRecord | None:
+        """Mark an alert acknowledged by `by` at `at`; returns it as it is now (None: no such
+        alert). An alert acknowledged before keeps its first acknowledgement."""
+        ...
+
+    async def alert_prune(self, before: float) -> int:
+        """Delete alerts created before `before`; returns how many."""
+        ...
+
+    async def snapshot_insert(self, snapshots: Sequence[QueueSnapshot]) -> None:
+        """Record snapshots in one write."""
+        ...
+
+    async def snapshot_list(self, queue: str | None, start: float, end: float,
+                            limit: int = 10_000) -> list[QueueSnapshot]:
+        """Snapshots (of one queue when given) captured in [start, end), oldest first, at most
+        `limit`."""
+        ...
+
+    async def snapshot_prune(self, before: float) -> int:
+        """Delete snapshots captured before `before`; returns how many."""
+        ...
+
+    # --- idempotency keys and cron schedules ------------------------------------------------
+
+    async def job_release_keys(self, now: float) -> int:
+        """Release the idempotency keys of completed jobs whose hold has ended (key_until <=
+        now). An ended hold already matches no enqueue; releasing it drops what keeping it
+        costs (memory, an index entry) and lets retention remove the job without looking at
+        the key again. Returns how many holds were released."""
+        ...
+
+    async def schedule_put(self, schedule: Schedule, *, replace: bool = False) -> bool:
+        """Store a schedule; one with the same name is replaced only when `replace`. Returns
+        whether it was stored (False: the name is taken)."""
+        ...
+
+    async def schedule_get(self, name: str) -> Schedule | None: ...
+
+    async def schedule_list(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        ...
+
+    async def schedule_delete(self, name: str) -> bool:
+        """Remove a schedule; returns whether it existed. Jobs its ticks enqueued stay."""
+        ...
+
+    async def schedule_claim(self, name: str, version: int, *, last_slot: float,
+                             pending: tuple[float, ...], at: float) -> Schedule | None:
+        """Atomically, if the schedule is still at `version`: set its `last_slot`, record
+        `pending` (the slots the caller will now enqueue) claimed `at`, and bump the version.
+        Returns the schedule as it is then, or None when it is gone or someone else moved it
+        first."""
+        ...
+
+    async def schedule_settle(self, name: str, pending: tuple[float, ...], *,
+                              job_id: str | None, error: str | None) -> Schedule | None:
+        """The `pending` slots were enqueued (the last one as `job_id`) or failed with `error`:
+        clear them if they are still the pending ones, record the outcome and bump the
+        version. Returns the schedule as it is then (None: it is gone)."""
         ...

@@ -1,6 +1,8 @@
 """Where the journal's batches are written: `ProcessCommitter` (the default) hands each batch to
 a writer process (`journal_process.py`), `InlineCommitter` writes on the loop's thread and runs
-only the COMMIT on a worker thread. Both apply batches in submission order, one transaction each.
+only the COMMIT on a worker thread. Both apply batches in submission order, one transaction each,
+and run housekeeping (WAL checkpoint, incremental vacuum) between two batches, on the connection
+that writes, so it never contends with a commit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from tickq.errors import StoreClosedError, TickqError
+from tickq.storage.journal_process import housekeep
 
 
 class JournalBrokenError(TickqError):
@@ -40,6 +43,11 @@ class Committer(Protocol):
         future fails if the batch was rolled back."""
         ...
 
+    def housekeep(self, vacuum_pages: int) -> asyncio.Future[dict[str, int]]:
+        """Run `journal_process.housekeep` after the batches submitted so far and before any
+        submitted later; the future has its report."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -53,6 +61,8 @@ class InlineCommitter:
         self._conn: sqlite3.Connection | None = None
         self._sync_full: bool | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="tickq-commit")
+        #: a commit and housekeeping never use the connection at the same time
+        self._busy = asyncio.Lock()
 
     async def start(self) -> None:
         # check_same_thread=False: the COMMIT runs on the commit thread, never concurrently
@@ -66,7 +76,22 @@ class InlineCommitter:
     def submit(self, fsync: bool, statements: list[Statement]) -> asyncio.Future[None]:
         return asyncio.ensure_future(self._commit(fsync, statements))
 
+    def housekeep(self, vacuum_pages: int) -> asyncio.Future[dict[str, int]]:
+        return asyncio.ensure_future(self._housekeep(vacuum_pages))
+
+    async def _housekeep(self, vacuum_pages: int) -> dict[str, int]:
+        async with self._busy:
+            conn = self._conn
+            if conn is None:
+                raise StoreClosedError("the journal is closed")
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread, housekeep, conn, vacuum_pages)
+
     async def _commit(self, fsync: bool, statements: list[Statement]) -> None:
+        async with self._busy:
+            await self._commit_now(fsync, statements)
+
+    async def _commit_now(self, fsync: bool, statements: list[Statement]) -> None:
         conn = self._conn
         if conn is None:
             raise StoreClosedError("the journal is closed")
@@ -105,7 +130,8 @@ class ProcessCommitter:
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
         self._proc: asyncio.subprocess.Process | None = None
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        #: futures of the batches and housekeeping requests sent, answered in order
+        self._waiting: deque[asyncio.Future[Any]] = deque()
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -125,6 +151,17 @@ class ProcessCommitter:
         self._waiting.append(fut)
         return fut
 
+    def housekeep(self, vacuum_pages: int) -> asyncio.Future[dict[str, int]]:
+        fut: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        proc = self._proc
+        if proc is None or proc.stdin is None or self._reader is None or self._reader.done():
+            fut.set_exception(JournalBrokenError("the journal writer process is not running"))
+            return fut
+        body = pickle.dumps(("housekeep", int(vacuum_pages)), protocol=pickle.HIGHEST_PROTOCOL)
+        proc.stdin.write(_FRAME.pack(len(body)) + body)
+        self._waiting.append(fut)
+        return fut
+
     async def _read_replies(self) -> None:
         proc = self._proc
         assert proc is not None and proc.stdout is not None
@@ -135,8 +172,10 @@ class ProcessCommitter:
                 fut = self._waiting.popleft()
                 if fut.done():
                     continue
-                if reply is None:
-                    fut.set_result(None)
+                if reply is None or isinstance(reply, dict):
+                    fut.set_result(reply)  # a commit, or a housekeeping report
+                elif isinstance(reply, tuple):  # housekeeping failed; the journal is fine
+                    fut.set_exception(TickqError(f"{reply[0]}: {reply[1]}"))
                 else:
                     fut.set_exception(JournalBrokenError(f"the commit was rolled back: {reply}"))
         except (asyncio.IncompleteReadError, ConnectionError) as exc:

@@ -92,6 +92,9 @@ class JobIndex:
         self.queues: dict[str, QueueConfig] = dict(queues)
         self.jobs: dict[str, Job] = {}
         self.holds: dict[HoldKey, KeyHold] = {}
+        #: (until, key, job id) of every hold that ends (a completed job's), soonest first, so
+        #: that releasing the ended ones costs what they are, not a walk over every hold
+        self._ending: list[tuple[float, HoldKey, str]] = []
         #: the active jobs, so that looking for expired leases does not walk the backlog
         self.active: dict[str, Job] = {}
         self._q: dict[str, _Queue] = {name: _Queue() for name in queues}
@@ -181,6 +184,7 @@ class JobIndex:
                     holds[key] = KeyHold(jid, INF)
                 elif state is C and job.key_until is not None and job.key_until > now:
                     holds[key] = KeyHold(jid, job.key_until)
+                    self._ending.append((job.key_until, key, jid))
             if state is W:
                 if job.run_at <= now:
                     rk = (job.queue, job.priority, job.tenant_id or "")
@@ -196,6 +200,8 @@ class JobIndex:
             elif state is A:
                 active.append(job)
                 self.active[job.id] = job
+            else:
+                self._queue(job.queue).finished[jid] = job
         for (queue, state), n in counts.items():
             self._queue(queue).counts[state] += n
         for (queue, priority, tenant), entries in ready.items():
@@ -215,10 +221,31 @@ class JobIndex:
             q = self._queue(queue)
             q.delayed.extend(entries)
             heapq.heapify(q.delayed)
+        heapq.heapify(self._ending)
         return active
 
     def add_hold(self, key: HoldKey, job_id: str, until: float) -> None:
         self.holds[key] = KeyHold(job_id, until)
+        if until != INF:
+            heapq.heappush(self._ending, (until, key, job_id))
+
+    def release_ended_holds(self, now: float) -> list[str]:
+        """Forget the key holds of completed jobs that ended at or before `now`, and the
+        `key_until` of those jobs' records held here; returns the ids of those jobs. A hold
+        that was replaced since (the key was taken again) or went with its job is skipped."""
+        ending, holds, jobs = self._ending, self.holds, self.jobs
+        released: list[str] = []
+        while ending and ending[0][0] <= now:
+            until, key, job_id = heapq.heappop(ending)
+            hold = holds.get(key)
+            if hold is None or hold.job_id != job_id or hold.until != until:
+                continue
+            del holds[key]
+            job = jobs.get(job_id)
+            if job is not None and job.key_until is not None and job.key_until <= now:
+                job.key_until = None
+            released.append(job_id)
+        return released
 
     def add_final_count(self, queue: str, state: JobState, n: int) -> None:
         """Count finished jobs that live only in a journal (they are not loaded)."""
@@ -358,6 +385,48 @@ class JobIndex:
             heapq.heappop(delayed)
         return None
 
+    def oldest_due(self, queue: str, now: float) -> float | None:
+        """The smallest run_at among the queue's waiting jobs that are due, parked ones
+        included (what the monitor's oldest-job age is measured from).
+
+        Ready jobs are read from the top of each tenant heap and due delayed ones from the top
+        of the delayed heap: stale tops are dropped on the way, as `fetch` would drop them, so
+        this costs one look per (priority, tenant) heap. Parked lots are ordered by priority
+        first, so they are scanned whole; they only hold the jobs a stopped, limited or broken
+        provider is holding back."""
+        q = self._queue(queue)
+        best = INF
+        delayed = q.delayed
+        while delayed:
+            run_at, _, job = delayed[0]
+            if job.state is W and job.run_at == run_at:
+                if run_at <= now:
+                    best = run_at
+                break
+            heapq.heappop(delayed)
+        emptied = False
+        for prio, level in q.levels.items():
+            for tenant in list(level.rr):
+                heap = level.tenants[tenant]
+                while heap:
+                    run_at, _, job = heap[0]
+                    if job.state is W and job.run_at == run_at and job.priority == prio:
+                        best = min(best, run_at)
+                        break
+                    heapq.heappop(heap)
+                if not heap:
+                    level.rr.remove(tenant)
+                    del level.tenants[tenant]
+                    emptied = True
+        if emptied:
+            _drop_empty_levels(q)
+        for lot in q.parked.values():
+            for neg_prio, run_at, _, job in lot:
+                if (run_at < best and job.state is W and job.run_at == run_at
+                        and job.priority == -neg_prio):
+                    best = run_at
+        return None if best == INF else best
+
     # --- the end of a run ------------------------------------------------------------------
 
     def settle(self, s: Settle) -> Job | None:
@@ -379,6 +448,7 @@ class JobIndex:
                 hold = self.holds.get(key)
                 if hold is not None and hold.job_id == job.id:
                     hold.until = s.key_until if s.key_until is not None else s.at
+                    heapq.heappush(self._ending, (hold.until, key, job.id))
         elif kind is SettleKind.RETRY or kind is SettleKind.SNOOZE:
             self._move(job, W)
             job.run_at = s.run_at if s.run_at is not None else s.at
@@ -526,8 +596,21 @@ class JobIndex:
         return QueueCounts(waiting=c[W], delayed=delayed, active=c[A], completed=c[C],
                            failed=c[F], cancelled=c[X], paused=paused)
 
+    def candidates(self, query: JobQuery) -> Iterable[Job]:
+        """The jobs `query` could match, narrowed by state where the index keeps them apart:
+        a listing of finished or running jobs (the dead-letter queue, a sweep of recent
+        completions) then costs what it finds, not the whole backlog held in memory."""
+        states = query.states
+        if states is not None and states <= FINAL_STATES:
+            names = [query.queue] if query.queue is not None else list(self._q)
+            return [j for name in names for j in self._queue(name).finished.values()]
+        if states is not None and states == {A}:
+            return list(self.active.values())
+        return self.jobs.values()
+
     def query(self, query: JobQuery, jobs: Iterable[Job] | None = None) -> list[Job]:
-        found = [j for j in (self.jobs.values() if jobs is None else jobs) if matches(j, query)]
+        found = [j for j in (self.candidates(query) if jobs is None else jobs)
+                 if matches(j, query)]
         found.sort(key=lambda j: j.id, reverse=query.newest_first)
         return found[: query.limit]
 

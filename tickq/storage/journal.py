@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -116,14 +117,20 @@ def update_row(j: Job) -> tuple[Any, ...]:
             j.expires_at, j.id)
 
 
+#: called after each commit with its latency (seconds from handing the batch to the committer
+#: to its answer) and the number of jobs it carried
+CommitHook = Callable[[float, int], None]
+
+
 class _Batch:
-    __slots__ = ("dirty", "done", "fut")
+    __slots__ = ("dirty", "done", "fut", "submitted")
 
     def __init__(self, fut: asyncio.Future[None], dirty: dict[str, tuple[Job, int]],
-                 done: asyncio.Future[None]) -> None:
+                 done: asyncio.Future[None], submitted: float) -> None:
         self.fut = fut        # what callers of this batch await
         self.dirty = dirty    # what it carries
         self.done = done      # the committer's answer
+        self.submitted = submitted  # perf_counter() when it was handed to the committer
 
 
 class Journal:
@@ -151,6 +158,8 @@ class Journal:
         #: commits so far and the jobs they carried, for metrics and benchmarks
         self.commits = 0
         self.rows = 0
+        #: the metrics' view of each commit (latency, batch size); None: nobody is looking
+        self.on_commit: CommitHook | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="tickq-journal")
@@ -216,6 +225,13 @@ class Journal:
         for fut in futs:
             await asyncio.shield(fut)
 
+    def housekeep(self, vacuum_pages: int) -> asyncio.Future[dict[str, int]]:
+        """Vacuum free pages and checkpoint the WAL on the writer's own connection, between
+        two commits (`journal_process.housekeep`), so it never waits on the writer nor the
+        writer on it; the future has its report."""
+        self._check()
+        return self._committer.housekeep(vacuum_pages)
+
     async def close(self) -> None:
         if self._task is None:
             return
@@ -268,7 +284,8 @@ class Journal:
         statements: list[Statement] = [(sql, batch, True) for sql, batch in rows.items() if batch]
         statements.extend((sql, batch, True) for sql, batch in written.items())
         statements.extend((sql, params, False) for sql, params in extra)
-        batch = _Batch(fut, dirty, self._committer.submit(fsync, statements))
+        submitted = time.perf_counter()
+        batch = _Batch(fut, dirty, self._committer.submit(fsync, statements), submitted)
         self._inflight.append(batch)
         batch.done.add_done_callback(lambda _: self._finished(batch))
 
@@ -285,6 +302,11 @@ class Journal:
         self.rows += len(batch.dirty)
         if not batch.fut.done():
             batch.fut.set_result(None)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(time.perf_counter() - batch.submitted, len(batch.dirty))
+            except Exception:
+                log.exception("commit hook failed", extra={"event": "commit_hook_failed"})
         if self._on_committed is not None:
             later = self._dirty
             self._on_committed([

@@ -3,6 +3,7 @@ and the background tier."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 from tickq.engine.gate import Gate
@@ -12,16 +13,21 @@ from tickq.engine.queues import QueueConfig, QueueCounts
 from tickq.engine.states import FINAL_STATES
 from tickq.errors import IllegalTransitionError, StoreClosedError
 from tickq.storage.base import (
+    AlertRecord,
     AnalyticsEvent,
     FetchResult,
     InsertResult,
     JobQuery,
+    NewAlert,
     OpenReport,
     PruneRule,
+    QueueSnapshot,
     Report,
     ReportInfo,
+    Schedule,
 )
 from tickq.storage.index import JobIndex
+from tickq.storage.schedule_table import ScheduleTable
 
 
 class MemoryStore:
@@ -31,6 +37,10 @@ class MemoryStore:
         self._paused: set[str] = set()
         self._events: dict[str, AnalyticsEvent] = {}
         self._reports: dict[str, Report] = {}
+        self._alerts: dict[int, AlertRecord] = {}
+        self._alert_seq = 0
+        self._snapshots: list[QueueSnapshot] = []
+        self._schedules = ScheduleTable()
 
     @property
     def index(self) -> JobIndex:
@@ -53,6 +63,9 @@ class MemoryStore:
         self._index = None
         self._events.clear()
         self._reports.clear()
+        self._alerts.clear()
+        self._snapshots.clear()
+        self._schedules.clear()
 
     async def ping(self) -> bool:
         return self._index is not None
@@ -134,6 +147,9 @@ class MemoryStore:
     async def next_run_at(self, queue: str) -> float | None:
         return self.index.next_run_at(queue)
 
+    async def queue_oldest_due(self, queue: str, now: float) -> float | None:
+        return self.index.oldest_due(queue, now)
+
     # --- analytics events and reports -------------------------------------------------------
 
     async def events_append(self, events: Sequence[AnalyticsEvent]) -> None:
@@ -180,3 +196,102 @@ class MemoryStore:
             del self._reports[report_id]
         return len(old)
 
+    # --- monitor: alerts and queue snapshots --------------------------------------------------
+
+    async def alert_insert(self, alert: NewAlert) -> AlertRecord:
+        self._require_open()
+        self._alert_seq += 1
+        record = alert.stored(self._alert_seq)
+        self._alerts[record.id] = record
+        return record
+
+    async def alert_get(self, alert_id: int) -> AlertRecord | None:
+        self._require_open()
+        return self._alerts.get(alert_id)
+
+    async def alert_list(self, severity: str | None = None, limit: int = 50, *,
+                         since: float | None = None, queue: str | None = None,
+                         alert_type: str | None = None,
+                         acknowledged: bool | None = None) -> list[AlertRecord]:
+        self._require_open()
+        found = [a for a in self._alerts.values()
+                 if (severity is None or a.severity == severity)
+                 and (since is None or a.created_at >= since)
+                 and (queue is None or a.queue_name == queue)
+                 and (alert_type is None or a.alert_type == alert_type)
+                 and (acknowledged is None or a.acknowledged == acknowledged)]
+        found.sort(key=lambda a: (a.created_at, a.id), reverse=True)
+        return found[:limit]
+
+    async def alert_set_channels(self, alert_id: int, channels: Mapping[str, str]) -> None:
+        self._require_open()
+        record = self._alerts.get(alert_id)
+        if record is not None:
+            self._alerts[alert_id] = dataclasses.replace(
+                record, channels={**record.channels, **channels})
+
+    async def alert_acknowledge(self, alert_id: int, by: str, at: float) -> AlertRecord | None:
+        self._require_open()
+        record = self._alerts.get(alert_id)
+        if record is None or record.acknowledged:
+            return record
+        record = self._alerts[alert_id] = dataclasses.replace(
+            record, acknowledged=True, acknowledged_by=by, acknowledged_at=at)
+        return record
+
+    async def alert_prune(self, before: float) -> int:
+        self._require_open()
+        old = [a.id for a in self._alerts.values() if a.created_at < before]
+        for alert_id in old:
+            del self._alerts[alert_id]
+        return len(old)
+
+    async def snapshot_insert(self, snapshots: Sequence[QueueSnapshot]) -> None:
+        self._require_open()
+        self._snapshots.extend(snapshots)
+
+    async def snapshot_list(self, queue: str | None, start: float, end: float,
+                            limit: int = 10_000) -> list[QueueSnapshot]:
+        self._require_open()
+        found = [s for s in self._snapshots
+                 if (queue is None or s.queue_name == queue) and start <= s.captured_at < end]
+        found.sort(key=lambda s: s.captured_at)
+        return found[:limit]
+
+    async def snapshot_prune(self, before: float) -> int:
+        self._require_open()
+        kept = [s for s in self._snapshots if s.captured_at >= before]
+        removed = len(self._snapshots) - len(kept)
+        self._snapshots = kept
+        return removed
+
+    # --- idempotency keys and cron schedules --------------------------------------------------
+
+    async def job_release_keys(self, now: float) -> int:
+        return len(self.index.release_ended_holds(now))
+
+    async def schedule_put(self, schedule: Schedule, *, replace: bool = False) -> bool:
+        self._require_open()
+        return self._schedules.put(schedule, replace=replace)
+
+    async def schedule_get(self, name: str) -> Schedule | None:
+        self._require_open()
+        return self._schedules.get(name)
+
+    async def schedule_list(self) -> list[Schedule]:
+        self._require_open()
+        return self._schedules.list()
+
+    async def schedule_delete(self, name: str) -> bool:
+        self._require_open()
+        return self._schedules.delete(name)
+
+    async def schedule_claim(self, name: str, version: int, *, last_slot: float,
+                             pending: tuple[float, ...], at: float) -> Schedule | None:
+        self._require_open()
+        return self._schedules.claim(name, version, last_slot=last_slot, pending=pending, at=at)
+
+    async def schedule_settle(self, name: str, pending: tuple[float, ...], *,
+                              job_id: str | None, error: str | None) -> Schedule | None:
+        self._require_open()
+        return self._schedules.settle(name, pending, job_id=job_id, error=error)

@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any
 
 import aiosqlite
+import orjson
 
 from tickq.engine.gate import Gate
 from tickq.engine.job import Job, is_partial
@@ -32,15 +33,20 @@ from tickq.errors import (
     StoreClosedError,
     StoreLockedError,
 )
+from tickq.storage import sqlite_schedules
 from tickq.storage.base import (
+    AlertRecord,
     AnalyticsEvent,
     FetchResult,
     InsertResult,
     JobQuery,
+    NewAlert,
     OpenReport,
     PruneRule,
+    QueueSnapshot,
     Report,
     ReportInfo,
+    Schedule,
 )
 from tickq.storage.committers import Committer, InlineCommitter, ProcessCommitter
 from tickq.storage.index import OP_UPDATE, JobIndex, matches
@@ -51,6 +57,7 @@ from tickq.storage.journal import (
     event_row,
     report_row,
 )
+from tickq.storage.schedule_table import ScheduleTable
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +154,10 @@ class SqliteStore:
         self._lock_fd: int | None = None
         self._paused: set[str] = set()
         self._memory_queues: set[str] = set()
+        #: every schedule (they are few); changes are written through the journal
+        self._schedules = ScheduleTable()
+        #: the highest alert id given so far (ids are assigned here: one process owns the file)
+        self._alert_seq = 0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -197,6 +208,7 @@ class SqliteStore:
         committer: Committer | None = None
         try:
             self._migrate()
+            self._alert_seq = self._last_alert_id()
             self._reader = await self._connect()
             self._filler = sqlite3.connect(self.path, check_same_thread=False)
             self._filler.execute("PRAGMA query_only=1")
@@ -205,6 +217,7 @@ class SqliteStore:
             self._memory_queues = {n for n, q in queues.items()
                                    if q.durability is Durability.MEMORY}
             loaded, stalled = self._load(index, now)
+            self._schedules.load(self._read_schedules())
             fsync = {n for n, q in queues.items() if q.durability is Durability.FSYNC}
             committer = (ProcessCommitter(self.path) if self.writer == "process"
                          else InlineCommitter(self.path))
@@ -235,6 +248,11 @@ class SqliteStore:
         """Bring the file's schema up to date, each numbered script in its own transaction."""
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                # A new file: free pages can then be given back a few at a time by the
+                # journal's housekeeping (incremental_vacuum). It must be chosen before the
+                # file has a header, which setting the WAL mode writes.
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             row = conn.execute("PRAGMA user_version").fetchone()
             version = int(row[0]) if row else 0
@@ -245,6 +263,26 @@ class SqliteStore:
                     log.info("schema migrated", extra={"event": "migrated", "version": number})
         finally:
             conn.close()
+
+    def _read_schedules(self) -> list[Schedule]:
+        conn = sqlite3.connect(self.path)
+        try:
+            return sqlite_schedules.load_schedules(conn)
+        finally:
+            conn.close()
+
+    def _last_alert_id(self) -> int:
+        """The highest alert id ever given: sqlite_sequence remembers it after its row is
+        gone."""
+        conn = sqlite3.connect(self.path)
+        try:
+            row = conn.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence "
+                "WHERE name='alert_history'), 0), COALESCE((SELECT MAX(id) FROM alert_history), "
+                "0))").fetchone()
+        finally:
+            conn.close()
+        return int(row[0]) if row else 0
 
     def _load(self, index: JobIndex, now: float) -> tuple[int, list[Job]]:
         """Rebuild the index from the journal. Returns (live jobs loaded, jobs that were active).
@@ -471,7 +509,7 @@ class SqliteStore:
         """Complete records in memory are newer than the file and win; partial ones and
         evicted finished ones are read from the file, where their rows are exact."""
         index = self.index
-        whole = (j for j in index.jobs.values() if not is_partial(j))
+        whole = (j for j in index.candidates(query) if not is_partial(j))
         found = {j.id: j for j in index.query(query, whole)}
         if self._reader is not None:
             order = "DESC" if query.newest_first else "ASC"
@@ -544,6 +582,9 @@ class SqliteStore:
     async def next_run_at(self, queue: str) -> float | None:
         return self.index.next_run_at(queue)
 
+    async def queue_oldest_due(self, queue: str, now: float) -> float | None:
+        return self.index.oldest_due(queue, now)
+
     # --- analytics events and reports -------------------------------------------------------
     # Written through the journal (one writer, one lock, the same group commit as jobs), read
     # through the reader connection.
@@ -611,6 +652,200 @@ class SqliteStore:
             await asyncio.shield(self.journal.execute(
                 f"DELETE FROM {table} WHERE {column} < ? AND rowid <= ?", (before, top)))
         return n
+
+    # --- idempotency keys, cron schedules, housekeeping ----------------------------------------
+
+    async def job_release_keys(self, now: float) -> int:
+        """Holds in memory are released by the index; in the file, the rows' key_until is
+        cleared (what a restart would load holds from, and what `jobs_key_hold` indexes).
+        Counted: rows cleared in the file, plus holds of memory-tier jobs (they have no row)."""
+        index, journal = self.index, self.journal
+        await journal.flush()  # jobs completed so far have their key_until in the file
+        async with self.reader.execute(
+                "SELECT COUNT(*) FROM jobs WHERE key_until IS NOT NULL AND key_until <= ?",
+                (now,)) as cur:
+            row = await cur.fetchone()
+        in_file = int(row[0]) if row else 0
+        released = index.release_ended_holds(now)
+        memory = self._memory_queues
+        only_here = sum(1 for job_id in released
+                        if (job := index.jobs.get(job_id)) is not None and job.queue in memory)
+        if in_file:
+            await asyncio.shield(journal.execute(
+                "UPDATE jobs SET key_until=NULL WHERE key_until IS NOT NULL AND key_until <= ?",
+                (now,)))
+        return in_file + only_here
+
+    async def journal_housekeep(self, vacuum_pages: int) -> dict[str, int]:
+        """Incremental vacuum (up to `vacuum_pages`) and a truncating WAL checkpoint, run by
+        the journal's writer between two commits; returns its report (see
+        `journal_process.housekeep`)."""
+        return await asyncio.shield(self.journal.housekeep(vacuum_pages))
+
+    def _require_open(self) -> None:
+        if self._journal is None:
+            raise StoreClosedError("the store is not open")
+
+    async def _write_schedule(self, sql: str, params: Sequence[Any]) -> None:
+        # `execute`, not `write`: statements run in the order they were made, so a delete and
+        # a re-creation of one name in the same commit end as they happened.
+        await asyncio.shield(self.journal.execute(sql, params))
+
+    async def _save_schedule(self, schedule: Schedule) -> None:
+        await self._write_schedule(sqlite_schedules.UPSERT_SQL,
+                                   sqlite_schedules.schedule_row(schedule))
+
+    async def schedule_put(self, schedule: Schedule, *, replace: bool = False) -> bool:
+        self._require_open()
+        if not self._schedules.put(schedule, replace=replace):
+            return False
+        await self._save_schedule(schedule)
+        return True
+
+    async def schedule_get(self, name: str) -> Schedule | None:
+        self._require_open()
+        return self._schedules.get(name)
+
+    async def schedule_list(self) -> list[Schedule]:
+        self._require_open()
+        return self._schedules.list()
+
+    async def schedule_delete(self, name: str) -> bool:
+        self._require_open()
+        if not self._schedules.delete(name):
+            return False
+        await self._write_schedule(sqlite_schedules.DELETE_SQL, (name,))
+        return True
+
+    async def schedule_claim(self, name: str, version: int, *, last_slot: float,
+                             pending: tuple[float, ...], at: float) -> Schedule | None:
+        self._require_open()
+        claimed = self._schedules.claim(name, version, last_slot=last_slot, pending=pending,
+                                        at=at)
+        if claimed is not None:
+            await self._save_schedule(claimed)
+        return claimed
+
+    async def schedule_settle(self, name: str, pending: tuple[float, ...], *,
+                              job_id: str | None, error: str | None) -> Schedule | None:
+        self._require_open()
+        settled = self._schedules.settle(name, pending, job_id=job_id, error=error)
+        if settled is not None:
+            await self._save_schedule(settled)
+        return settled
+
+    # --- monitor: alerts and queue snapshots ---------------------------------------------------
+    # Written through the journal like events and reports; read through the reader connection
+    # (every write is awaited until committed, so the reader sees it afterwards).
+
+    async def alert_insert(self, alert: NewAlert) -> AlertRecord:
+        journal = self.journal
+        self._alert_seq += 1
+        record = alert.stored(self._alert_seq)
+        await asyncio.shield(journal.write(_ALERT_INSERT_SQL, [_alert_row(record)]))
+        return record
+
+    async def alert_get(self, alert_id: int) -> AlertRecord | None:
+        async with self.reader.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alert_history WHERE id=?", (alert_id,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _alert_from_row(row)
+
+    async def alert_list(self, severity: str | None = None, limit: int = 50, *,
+                         since: float | None = None, queue: str | None = None,
+                         alert_type: str | None = None,
+                         acknowledged: bool | None = None) -> list[AlertRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("severity", severity), ("queue_name", queue),
+                              ("alert_type", alert_type)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(since)
+        if acknowledged is not None:
+            clauses.append("acknowledged = ?")
+            params.append(int(acknowledged))
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        async with self.reader.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alert_history {where}"
+                "ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)) as cur:
+            return [_alert_from_row(r) for r in await cur.fetchall()]
+
+    async def alert_set_channels(self, alert_id: int, channels: Mapping[str, str]) -> None:
+        if channels:
+            await asyncio.shield(self.journal.write(
+                "UPDATE alert_history SET channels = json_patch(channels, ?) WHERE id = ?",
+                [(orjson.dumps(dict(channels)).decode(), alert_id)]))
+
+    async def alert_acknowledge(self, alert_id: int, by: str, at: float) -> AlertRecord | None:
+        current = await self.alert_get(alert_id)
+        if current is None or current.acknowledged:
+            return current
+        # Only an unacknowledged row changes, so of two acknowledgements racing the first one
+        # committed stands; both callers read back that one.
+        await asyncio.shield(self.journal.write(
+            "UPDATE alert_history SET acknowledged = 1, acknowledged_by = ?, "
+            "acknowledged_at = ? WHERE id = ? AND acknowledged = 0", [(by, at, alert_id)]))
+        return await self.alert_get(alert_id)
+
+    async def alert_prune(self, before: float) -> int:
+        return await self._prune("alert_history", "created_at", before)
+
+    async def snapshot_insert(self, snapshots: Sequence[QueueSnapshot]) -> None:
+        if snapshots:
+            await asyncio.shield(self.journal.write(
+                _SNAPSHOT_INSERT_SQL, [_snapshot_row(s) for s in snapshots]))
+
+    async def snapshot_list(self, queue: str | None, start: float, end: float,
+                            limit: int = 10_000) -> list[QueueSnapshot]:
+        sql = f"SELECT {_SNAPSHOT_COLUMNS} FROM queue_metrics WHERE "
+        params: list[Any] = []
+        if queue is not None:
+            sql += "queue_name = ? AND "
+            params.append(queue)
+        sql += "captured_at >= ? AND captured_at < ? ORDER BY captured_at, rowid LIMIT ?"
+        params += [start, end, limit]
+        async with self.reader.execute(sql, params) as cur:
+            return [QueueSnapshot(**dict(zip(_SNAPSHOT_FIELDS, r, strict=True)))
+                    for r in await cur.fetchall()]
+
+    async def snapshot_prune(self, before: float) -> int:
+        return await self._prune("queue_metrics", "captured_at", before)
+
+
+_ALERT_FIELDS = ("id", "severity", "alert_type", "message", "queue_name", "metric_value",
+                 "threshold_value", "channels", "acknowledged", "acknowledged_by",
+                 "acknowledged_at", "created_at")
+_ALERT_COLUMNS = ", ".join(_ALERT_FIELDS)
+_ALERT_INSERT_SQL = (f"INSERT INTO alert_history ({_ALERT_COLUMNS}) "
+                     f"VALUES ({', '.join('?' * len(_ALERT_FIELDS))})")
+_SNAPSHOT_FIELDS = ("queue_name", "waiting_count", "delayed_count", "active_count",
+                    "completed_count", "failed_count", "oldest_age_s", "captured_at")
+_SNAPSHOT_COLUMNS = ", ".join(_SNAPSHOT_FIELDS)
+_SNAPSHOT_INSERT_SQL = (f"INSERT INTO queue_metrics ({_SNAPSHOT_COLUMNS}) "
+                        f"VALUES ({', '.join('?' * len(_SNAPSHOT_FIELDS))})")
+
+
+def _alert_row(a: AlertRecord) -> tuple[Any, ...]:
+    return (a.id, a.severity, a.alert_type, a.message, a.queue_name, a.metric_value,
+            a.threshold_value, orjson.dumps(dict(a.channels)).decode(), int(a.acknowledged),
+            a.acknowledged_by, a.acknowledged_at, a.created_at)
+
+
+def _alert_from_row(r: Sequence[Any]) -> AlertRecord:
+    channels = orjson.loads(r[7]) if r[7] else {}
+    return AlertRecord(id=r[0], severity=r[1], alert_type=r[2], message=r[3], queue_name=r[4],
+                       metric_value=r[5], threshold_value=r[6],
+                       channels=channels if isinstance(channels, dict) else {},
+                       acknowledged=bool(r[8]), acknowledged_by=r[9], acknowledged_at=r[10],
+                       created_at=r[11])
+
+
+def _snapshot_row(s: QueueSnapshot) -> tuple[Any, ...]:
+    return tuple(getattr(s, name) for name in _SNAPSHOT_FIELDS)
 
 
 _EVENT_COLUMNS = ("id, tenant_id, event_type, venue_id, user_id, event_id, data, occurred_at, "
