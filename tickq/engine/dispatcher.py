@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 _YIELD_EVERY = 64
 #: the longest a feeder sleeps without looking again (covers wakeups that never come)
 _MAX_IDLE_S = 1.0
+#: how often a feeder reads the queue's pause state back from the store, where another node
+#: sharing it (PostgreSQL) may have paused or resumed the queue
+_PAUSE_RECHECK_S = 1.0
 #: how often running jobs are checked against their timeout
 WATCHDOG_S = 0.05
 
@@ -114,11 +117,17 @@ class QueueRunner:
         engine = self.engine
         store = engine.store
         clock = engine.clock
+        loop = asyncio.get_running_loop()
         total = self.concurrency + self.prefetch
+        recheck_at = loop.time() + _PAUSE_RECHECK_S
         while not self.stopping:
             self._wake.clear()
+            if loop.time() >= recheck_at:
+                recheck_at = loop.time() + _PAUSE_RECHECK_S
+                await self._recheck_pause()
             if self.paused:
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _PAUSE_RECHECK_S)
                 continue
             want = total - self.busy - len(self.buffer)
             if want < self._refill_at and (want <= 0 or self.buffer):
@@ -153,6 +162,18 @@ class QueueRunner:
             if sleep > 0 and not self._wake.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), sleep)
+
+    async def _recheck_pause(self) -> None:
+        """Take the pause state the store holds (another node may have changed it). A pause or
+        resume made here while the read was under way wakes the feeder, and wins."""
+        try:
+            paused = self.name in await self.engine.store.queue_paused()
+        except Exception:
+            log.exception("reading the pause state failed", extra={
+                "event": "pause_read_failed", "queue": self.name})
+            return
+        if not self._wake.is_set():
+            self.paused = paused
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()

@@ -20,8 +20,13 @@ def open_store(url: str) -> Store:
 
         return SqliteStore(sqlite_path(url))
     if scheme in ("postgresql", "postgres"):
-        raise ConfigError("the PostgreSQL backend is not part of this build yet; "
-                          "use sqlite:///path or memory://")
+        try:
+            from tickq.storage.postgres import PostgresStore
+        except ImportError as exc:
+            raise ConfigError("the PostgreSQL backend needs asyncpg: install tickq[postgres] "
+                              f"({exc})") from exc
+
+        return PostgresStore(url)
     raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///path/to/file.db, "
                       "memory:// or postgresql://...")
 
