@@ -26,11 +26,13 @@ from tickq.storage.base import (
     ReportInfo,
     Schedule,
 )
+from tickq.storage.record_rows import (
+    EVENT_COLUMNS,
+    REPORT_COLUMNS,
+    event_from_row,
+    report_fields,
+)
 
-_EVENT_COLUMNS = ("id, tenant_id, event_type, venue_id, user_id, event_id, data, occurred_at, "
-                  "recorded_at")
-_REPORT_COLUMNS = ("id, tenant_id, user_id, venue_id, report_type, format, period_start, "
-                   "period_end, created_at, content_type, size, job_id")
 _ALERT_COLUMNS = ("id, severity, alert_type, message, queue_name, metric_value, "
                   "threshold_value, channels, acknowledged, acknowledged_by, acknowledged_at, "
                   "created_at")
@@ -40,16 +42,6 @@ _SCHEDULE_COLUMNS = ("name, cron, timezone, template, missed, tenant_id, user_id
                      "last_slot, pending, pending_at, version, last_job_id, last_error")
 
 
-def _event(r: Sequence[Any]) -> AnalyticsEvent:
-    return AnalyticsEvent(id=r[0], tenant_id=r[1], event_type=r[2], venue_id=r[3], user_id=r[4],
-                          event_id=r[5], data_json=bytes(r[6]), occurred_at=r[7],
-                          recorded_at=r[8])
-
-
-def _report_fields(r: Sequence[Any]) -> dict[str, Any]:
-    return {"id": r[0], "tenant_id": r[1], "user_id": r[2], "venue_id": r[3],
-            "report_type": r[4], "format": r[5], "period_start": r[6], "period_end": r[7],
-            "created_at": r[8], "content_type": r[9], "size": r[10], "job_id": r[11]}
 
 
 def _alert(r: Sequence[Any]) -> AlertRecord:
@@ -103,14 +95,14 @@ class PostgresRecords:
                                   strict=True):
                 col.append(value)
         await self._write().execute(
-            f"INSERT INTO analytics_events ({_EVENT_COLUMNS}) SELECT * FROM unnest("
+            f"INSERT INTO analytics_events ({EVENT_COLUMNS}) SELECT * FROM unnest("
             "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
             "$7::bytea[], $8::float8[], $9::float8[]) ON CONFLICT (id) DO NOTHING", *cols)
 
     async def events_query(self, tenant_id: str | None, start: float, end: float,
                            event_type: str | None = None, *, venue_id: str | None = None,
                            limit: int = 1000) -> list[AnalyticsEvent]:
-        sql = (f"SELECT {_EVENT_COLUMNS} FROM analytics_events "
+        sql = (f"SELECT {EVENT_COLUMNS} FROM analytics_events "
                "WHERE tenant_id IS NOT DISTINCT FROM $1 AND occurred_at >= $2 "
                "AND occurred_at < $3")
         params: list[Any] = [tenant_id, start, end]
@@ -122,7 +114,7 @@ class PostgresRecords:
             sql += f" AND venue_id = ${len(params)}"
         params.append(limit)
         sql += f" ORDER BY occurred_at, id LIMIT ${len(params)}"
-        return [_event(r) for r in await self._read().fetch(sql, *params)]
+        return [event_from_row(r) for r in await self._read().fetch(sql, *params)]
 
     async def events_prune(self, before: float) -> int:
         return _count(await self._write().execute(
@@ -130,7 +122,7 @@ class PostgresRecords:
 
     async def report_put(self, report: Report) -> None:
         await self._write().execute(
-            f"INSERT INTO reports ({_REPORT_COLUMNS}, content) VALUES "
+            f"INSERT INTO reports ({REPORT_COLUMNS}, content) VALUES "
             "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
             "ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id, "
             "user_id = excluded.user_id, venue_id = excluded.venue_id, "
@@ -144,14 +136,14 @@ class PostgresRecords:
 
     async def report_get(self, report_id: str) -> Report | None:
         r = await self._read().fetchrow(
-            f"SELECT {_REPORT_COLUMNS}, content FROM reports WHERE id = $1", report_id)
-        return None if r is None else Report(**_report_fields(r), content=bytes(r[12]))
+            f"SELECT {REPORT_COLUMNS}, content FROM reports WHERE id = $1", report_id)
+        return None if r is None else Report(**report_fields(r), content=bytes(r[12]))
 
     async def report_list(self, tenant_id: str | None, limit: int = 100) -> list[ReportInfo]:
         rows = await self._read().fetch(
-            f"SELECT {_REPORT_COLUMNS} FROM reports WHERE tenant_id IS NOT DISTINCT FROM $1 "
+            f"SELECT {REPORT_COLUMNS} FROM reports WHERE tenant_id IS NOT DISTINCT FROM $1 "
             "ORDER BY created_at DESC, id DESC LIMIT $2", tenant_id, limit)
-        return [ReportInfo(**_report_fields(r)) for r in rows]
+        return [ReportInfo(**report_fields(r)) for r in rows]
 
     async def report_prune(self, before: float) -> int:
         return _count(await self._write().execute(

@@ -57,6 +57,12 @@ from tickq.storage.journal import (
     event_row,
     report_row,
 )
+from tickq.storage.record_rows import (
+    EVENT_COLUMNS,
+    REPORT_COLUMNS,
+    event_from_row,
+    report_fields,
+)
 from tickq.storage.schedule_table import ScheduleTable
 
 log = logging.getLogger(__name__)
@@ -603,7 +609,7 @@ class SqliteStore:
     async def events_query(self, tenant_id: str | None, start: float, end: float,
                            event_type: str | None = None, *, venue_id: str | None = None,
                            limit: int = 1000) -> list[AnalyticsEvent]:
-        sql = (f"SELECT {_EVENT_COLUMNS} FROM analytics_events "
+        sql = (f"SELECT {EVENT_COLUMNS} FROM analytics_events "
                "WHERE tenant_id IS ? AND occurred_at >= ? AND occurred_at < ?")
         params: list[Any] = [tenant_id, start, end]
         if event_type is not None:
@@ -615,7 +621,7 @@ class SqliteStore:
         sql += " ORDER BY occurred_at, id LIMIT ?"
         params.append(limit)
         async with self.reader.execute(sql, params) as cur:
-            return [_event_from_row(r) for r in await cur.fetchall()]
+            return [event_from_row(r) for r in await cur.fetchall()]
 
     async def events_prune(self, before: float) -> int:
         return await self._prune("analytics_events", "occurred_at", before)
@@ -625,16 +631,16 @@ class SqliteStore:
 
     async def report_get(self, report_id: str) -> Report | None:
         async with self.reader.execute(
-                f"SELECT {_REPORT_COLUMNS}, content FROM reports WHERE id=?",
+                f"SELECT {REPORT_COLUMNS}, content FROM reports WHERE id=?",
                 (report_id,)) as cur:
             row = await cur.fetchone()
-        return None if row is None else Report(**_report_fields(row), content=bytes(row[-1]))
+        return None if row is None else Report(**report_fields(row), content=bytes(row[-1]))
 
     async def report_list(self, tenant_id: str | None, limit: int = 100) -> list[ReportInfo]:
         async with self.reader.execute(
-                f"SELECT {_REPORT_COLUMNS} FROM reports WHERE tenant_id IS ? "
+                f"SELECT {REPORT_COLUMNS} FROM reports WHERE tenant_id IS ? "
                 "ORDER BY created_at DESC, id DESC LIMIT ?", (tenant_id, limit)) as cur:
-            return [ReportInfo(**_report_fields(r)) for r in await cur.fetchall()]
+            return [ReportInfo(**report_fields(r)) for r in await cur.fetchall()]
 
     async def report_prune(self, before: float) -> int:
         return await self._prune("reports", "created_at", before)
@@ -848,22 +854,8 @@ def _snapshot_row(s: QueueSnapshot) -> tuple[Any, ...]:
     return tuple(getattr(s, name) for name in _SNAPSHOT_FIELDS)
 
 
-_EVENT_COLUMNS = ("id, tenant_id, event_type, venue_id, user_id, event_id, data, occurred_at, "
-                  "recorded_at")
-_REPORT_COLUMNS = ("id, tenant_id, user_id, venue_id, report_type, format, period_start, "
-                   "period_end, created_at, content_type, size, job_id")
 
 
-def _event_from_row(r: Sequence[Any]) -> AnalyticsEvent:
-    return AnalyticsEvent(id=r[0], tenant_id=r[1], event_type=r[2], venue_id=r[3], user_id=r[4],
-                          event_id=r[5], data_json=bytes(r[6]), occurred_at=r[7],
-                          recorded_at=r[8])
-
-
-def _report_fields(r: Sequence[Any]) -> dict[str, Any]:
-    return {"id": r[0], "tenant_id": r[1], "user_id": r[2], "venue_id": r[3],
-            "report_type": r[4], "format": r[5], "period_start": r[6], "period_end": r[7],
-            "created_at": r[8], "content_type": r[9], "size": r[10], "job_id": r[11]}
 
 
 def _where(q: JobQuery) -> tuple[str, list[Any]]:
