@@ -40,7 +40,7 @@ from tickq.metrics import Metrics
 from tickq.metrics_wallet import wallet_source
 from tickq.monitoring import MonitorService
 from tickq.processors import Integrations, build_integrations
-from tickq.scheduling import Scheduler, SchedulerConfig
+from tickq.scheduling import Scheduler, SchedulerConfig, store_leader_check
 from tickq.settings import Settings
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (health.routes, jobs.routes, queues.routes,
@@ -73,10 +73,11 @@ def make_app(settings: Settings, engine: Engine, *,
     app[INTEGRATIONS] = integrations or build_integrations(settings, engine)
     app[INTEGRATIONS].install()
     app[METRICS].watch_wallet(wallet_source(app[INTEGRATIONS]))
-    app[alerts.MONITOR] = MonitorService.from_settings(settings, engine,
+    leads = store_leader_check(engine.store)  # PostgreSQL: one node of those sharing it
+    app[alerts.MONITOR] = MonitorService.from_settings(settings, engine, is_leader=leads,
                                                        count=app[METRICS].alert_sent)
     if scheduler is None and settings.scheduler_enabled:
-        scheduler = Scheduler(engine, SchedulerConfig.from_settings(settings))
+        scheduler = Scheduler(engine, SchedulerConfig.from_settings(settings), is_leader=leads)
     if scheduler is not None:
         app[schedules.SCHEDULER] = scheduler
     for table in ROUTE_TABLES:

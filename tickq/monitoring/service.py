@@ -10,9 +10,11 @@ through every channel: the log (always; critical alerts at ERROR), the store (al
 
 With several nodes on one PostgreSQL database only the leader may check, or every node would
 raise every alert (spec seed-003 "ISSUES & BUGS" #9). `is_leader` is that hook: always true for
-SQLite and memory, where one process owns the store; the PostgreSQL store will answer from its
-advisory lock. A node that becomes leader first reloads the cooldowns from the alerts already
-stored, so a failover or a restart does not announce again what was just announced.
+SQLite and memory, where one process owns the store; the PostgreSQL store answers from its
+advisory lock (`tickq.scheduling.store_leader_check`), asked again every interval, so a follower
+takes over within one interval of the leader's session ending. A node that becomes leader
+first reloads the cooldowns from the alerts already stored, so a failover or a restart does not
+announce again what was just announced.
 
 Retention of snapshots (30 days) and alerts (7 days) is `retention(now)`, for the maintenance
 scheduler to call; the store's `snapshot_prune` and `alert_prune` do the work.
@@ -184,7 +186,7 @@ class MonitorService:
 
     async def tick(self) -> list[RaisedAlert]:
         """One turn of the loop: check if this node leads, else only note that it does not."""
-        if not await self.is_leader():
+        if not await self._leads():
             if self._leading:
                 log.info("monitor paused: not the leader", extra={"event": "monitor_follower"})
             self._leading = False
@@ -193,6 +195,15 @@ class MonitorService:
             await self.restore_cooldowns()
             self._leading = True
         return await self.check_once()
+
+    async def _leads(self) -> bool:
+        """A check that fails answers no: a missed check is harmless, alerts raised by two
+        nodes are what the check prevents."""
+        try:
+            return await self.is_leader()
+        except Exception:
+            log.exception("the leader check failed", extra={"event": "leader_check_failed"})
+            return False
 
     async def restore_cooldowns(self) -> None:
         """Start the cooldowns of alerts raised recently (by this node before a restart, or by

@@ -12,7 +12,7 @@ service, see `tickq.http.app`) starts next to it:
 
 from tickq.scheduling.config import SchedulerConfig
 from tickq.scheduling.cron import Cron, CronError, slot_iso
-from tickq.scheduling.leader import LeaderCheck, always_leader
+from tickq.scheduling.leader import LeaderCheck, always_leader, store_leader_check
 from tickq.scheduling.maintenance import TELEMETRY_PRUNERS, Maintenance
 from tickq.scheduling.runs import TaskOutcome, TaskRun
 from tickq.scheduling.scheduler import SCHEDULES, Scheduler
@@ -29,4 +29,4 @@ __all__ = ["MISSED_POLICIES", "SCHEDULES", "TELEMETRY_PRUNERS", "Cron", "CronErr
            "JobTemplate", "LeaderCheck", "Maintenance", "ScheduleExistsError", "ScheduleTicker",
            "Scheduler", "SchedulerConfig", "TaskOutcome", "TaskRun", "TickReport",
            "always_leader", "check_schedule", "create_schedule", "delete_schedule",
-           "slot_iso", "tick_key"]
+           "slot_iso", "store_leader_check", "tick_key"]

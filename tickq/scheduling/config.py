@@ -25,6 +25,9 @@ class SchedulerConfig:
     misfire_grace_s: float = 60.0
     #: a claimed slot not enqueued after this long was left by a node that died
     pending_grace_s: float = 60.0
+    #: how often a node that does not lead asks again (and the leader confirms it still does);
+    #: a node taking over runs the schedules at once, so a failover loses at most this long
+    leader_check_interval_s: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:

@@ -10,9 +10,14 @@ It runs, on the engine's event loop:
 * any task an application adds with `add_task` (the monitor, say).
 
 Before every run it asks `is_leader` and skips the run when this node does not lead, so with
-several nodes on one database the work happens once. While it runs it holds the engine's
-retention duty (`Engine.prunes_on_timer` is off): the leader prunes, followers do not, and an
-engine embedded without a scheduler keeps pruning on its own timer.
+several nodes on one database the work happens once. It also asks every
+`leader_check_interval_s` on its own: a follower that finds the leader gone (PostgreSQL
+released its lock with its session) takes over then, and runs the schedules at once so slots
+due during the change are enqueued (once: the slot claims see to that).
+
+While it runs it holds the engine's retention duty (`Engine.prunes_on_timer` is off): the
+leader prunes, followers do not, and an engine embedded without a scheduler keeps pruning on
+its own timer.
 
 APScheduler keeps the timing only; what is due is decided from the engine's clock and the
 store, so a restart, a second node or a fake clock in tests see the same slots.
@@ -48,6 +53,8 @@ log = logging.getLogger(__name__)
 SCHEDULES = "schedules"
 #: how long `stop` lets runs in progress finish before they are cancelled
 STOP_WAIT_S = 10.0
+#: the APScheduler job that asks whether this node leads
+LEADER_JOB = "leader"
 
 
 class Scheduler:
@@ -71,6 +78,8 @@ class Scheduler:
         self._aps: AsyncIOScheduler | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        #: what the last leader check answered
+        self.leading = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -92,6 +101,9 @@ class Scheduler:
         self._aps = aps
         for task in self._tasks.values():
             self._add_interval(task)
+        every = IntervalTrigger(seconds=self.config.leader_check_interval_s)
+        aps.add_job(self._watch_leader, every, id=LEADER_JOB, name="leader check",
+                    replace_existing=True)
         aps.start()
         self.engine.prunes_on_timer = False
         log.info("scheduler started", extra={"event": "scheduler_started",
@@ -110,6 +122,7 @@ class Scheduler:
         aps.shutdown(wait=False)  # cancels what still runs
         await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the loop's next turn
         self._aps = None
+        self.leading = False
         self._watched.clear()
         self.engine.prunes_on_timer = True
         log.info("scheduler stopped", extra={"event": "scheduler_stopped"})
@@ -166,10 +179,22 @@ class Scheduler:
         """Whether this node leads now. A check that fails answers no: skipping a run is safe,
         running it on two nodes at once is what the check exists to prevent."""
         try:
-            return await ask(self.is_leader)
+            answer = await ask(self.is_leader)
         except Exception:
             log.exception("the leader check failed", extra={"event": "leader_check_failed"})
-            return False
+            answer = False
+        if answer != self.leading:
+            self.leading = answer
+            log.info("this node leads now" if answer else "this node no longer leads",
+                     extra={"event": "leader_gained" if answer else "leader_lost"})
+        return answer
+
+    async def _watch_leader(self) -> None:
+        if self._stopping or not self.engine.running:
+            return
+        was = self.leading
+        if await self.leader() and not was:
+            await self._tracked(self.run_task(SCHEDULES))
 
     async def run_task(self, name: str) -> TaskRun:
         """Run one task now (if this node leads and the engine runs) and record the run."""
@@ -260,4 +285,4 @@ class Scheduler:
                            {"schedules": len(schedules)})
 
 
-__all__ = ["SCHEDULES", "Scheduler"]
+__all__ = ["LEADER_JOB", "SCHEDULES", "Scheduler"]
