@@ -10,6 +10,7 @@ journal's writer process is a process of its own and is not included.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import sys
@@ -25,14 +26,13 @@ _STATM = "/proc/self/statm"
 def memory_bytes() -> dict[str, int]:
     """`rss` and `virtual` (when the OS tells) and `peak_rss`, in bytes."""
     out: dict[str, int] = {}
-    try:
+    # Without /proc (not Linux) only the peak is known.
+    with contextlib.suppress(OSError, ValueError):
         with open(_STATM, encoding="ascii") as f:
             size, resident = f.read().split()[:2]
         page = os.sysconf("SC_PAGE_SIZE")
         out["rss"] = int(resident) * page
         out["virtual"] = int(size) * page
-    except (OSError, ValueError):
-        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports kibibytes, macOS bytes.
     out["peak_rss"] = peak if sys.platform == "darwin" else peak * 1024

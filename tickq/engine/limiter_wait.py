@@ -13,6 +13,7 @@ served in arrival order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -60,11 +61,10 @@ class AsyncLimiter:
             event = self._events.get(bucket)
             if event is None:
                 event = self._events[bucket] = asyncio.Event()
-            try:
+            # Woken by a release, or the next token came due: either way, look again.
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await event.wait()
-            except TimeoutError:
-                pass
 
     def release(self, provider: str) -> None:
         """Give back the slot of a finished call (wakes this bucket's waiters)."""
