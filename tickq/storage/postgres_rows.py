@@ -69,17 +69,16 @@ INSERT_SQL = (
 
 
 def insert_args(jobs: Sequence[Job]) -> list[list[Any]]:
-    """The column arrays of INSERT_SQL for `jobs`."""
-    cols: list[list[Any]] = [[] for _ in range(_N)]
-    for j in jobs:
-        for col, value in zip(cols, (
-                j.id, j.queue, j.type, j.data_json, j.tenant_id, j.user_id, j.priority,
-                j.state.value, j.attempts, j.max_attempts, j.run_at, j.lease_until,
-                j.idempotency_key, j.progress, j.result_json, j.errors_json, j.created_at,
-                j.started_at, j.finished_at, j.expires_at, j.callback_url, j.ordering_key,
-                j.stalls, j.key_until, j.claim_token), strict=True):
-            col.append(value)
-    return cols
+    """The column arrays of INSERT_SQL for `jobs`: one tuple per job, transposed by `zip` in C
+    (appending value by value cost more than the rest of building the statement)."""
+    if not jobs:
+        return [[] for _ in range(_N)]
+    rows = [(j.id, j.queue, j.type, j.data_json, j.tenant_id, j.user_id, j.priority,
+             j.state.value, j.attempts, j.max_attempts, j.run_at, j.lease_until,
+             j.idempotency_key, j.progress, j.result_json, j.errors_json, j.created_at,
+             j.started_at, j.finished_at, j.expires_at, j.callback_url, j.ordering_key,
+             j.stalls, j.key_until, j.claim_token) for j in jobs]
+    return [list(col) for col in zip(*rows, strict=True)]
 
 
 #: the jobs holding the given (tenant, key) pairs
