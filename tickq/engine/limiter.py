@@ -12,6 +12,10 @@ nothing. Reads (`status`, `ready_at`) evaluate the same expression without stori
 Providers without a configuration are unlimited (infinite rate, burst and concurrency) rather
 than an error: a new integration must not stall because nobody wrote its limits yet. They still
 honour `cooldown` (a provider's Retry-After) and `emergency_stop`.
+
+Several nodes on one database share a provider's limit through a `TokenSource`: when one is set,
+a configured bucket grants only what the local bucket and the source both allow. The source
+answers synchronously from tokens it leased beforehand, so the limiter stays free of I/O.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, TypedDict
+from typing import Final, Literal, Protocol, TypedDict
 
 from tickq.engine.limits import DEFAULT_LIMITS, ENV_VARS, GROUPS, LimitConfig, limits_from_env
 
@@ -36,6 +40,7 @@ __all__ = [
     "LimitStatus",
     "RateLimiter",
     "Reason",
+    "TokenSource",
     "limits_from_env",
 ]
 
@@ -61,6 +66,22 @@ class Decision:
 GRANTED: Final = Decision(True)
 DENIED_STOPPED: Final = Decision(False, "stopped")
 DENIED_CONCURRENCY: Final = Decision(False, "concurrency")
+
+
+class TokenSource(Protocol):
+    """Tokens shared with other nodes, spent from a local lease that is topped up elsewhere."""
+
+    def take(self, bucket: str, n: int, now: float) -> float | None:
+        """Spend n leased tokens of `bucket` (None), or say when asking again is worthwhile."""
+        ...
+
+    def available(self, bucket: str) -> float:
+        """Tokens of `bucket` this node may spend now without asking anyone."""
+        ...
+
+    def want(self, bucket: str, now: float) -> float:
+        """Someone waits for tokens of `bucket`: get more, and say when asking is worthwhile."""
+        ...
 
 
 class LimitStatus(TypedDict):
@@ -149,7 +170,8 @@ class RateLimiter:
     shared bucket (`stripe`). Every method accepts either name.
     """
 
-    __slots__ = ("_buckets", "_groups", "_route", "_stop_all", "_wakers", "on_decision")
+    __slots__ = ("_buckets", "_groups", "_route", "_stop_all", "_wakers", "on_decision",
+                 "token_source")
 
     def __init__(self, limits: Mapping[str, LimitConfig] = DEFAULT_LIMITS,
                  groups: Mapping[str, str] = GROUPS, *,
@@ -170,6 +192,8 @@ class RateLimiter:
         self._wakers: list[Callable[[str], None]] = []
         #: called with (bucket, decision) after every try_acquire, for metrics
         self.on_decision = on_decision
+        #: where configured buckets also draw their tokens from, when the limit is shared
+        self.token_source: TokenSource | None = None
 
     # --- lookup ------------------------------------------------------------------------------
 
@@ -241,6 +265,11 @@ class RateLimiter:
         if tokens < n or n < 1:
             _check_n(b, n)
             return self._deny_until(b, "no_tokens", b.tokens_ready(now, n))
+        source = self.token_source
+        if source is not None and b.config is not None:
+            retry_at = source.take(b.name, n, now)
+            if retry_at is not None:
+                return self._deny_until(b, "no_tokens", max(now, retry_at))
         b.tokens = tokens - n
         if now > last:
             b.last = now
@@ -289,7 +318,11 @@ class RateLimiter:
         if b.stopped or b.in_flight >= b.max_concurrent:
             return None
         _check_n(b, n)
-        return b.tokens_ready(max(now, b.cooldown_until), n)
+        ready = b.tokens_ready(max(now, b.cooldown_until), n)
+        source = self.token_source
+        if source is not None and b.config is not None and source.available(b.name) < n:
+            return max(ready, source.want(b.name, now))
+        return ready
 
     # --- operator and provider signals -------------------------------------------------------
 
@@ -350,6 +383,11 @@ class RateLimiter:
         """Call `waker(bucket)` whenever a release, resume or reset may let a waiter through."""
         self._wakers.append(waker)
 
+    def refilled(self, bucket: str) -> None:
+        """The token source has new tokens for `bucket`: let its waiters try again."""
+        if self._wakers:
+            self._wake(bucket)
+
     def _wake(self, bucket: str) -> None:
         for waker in self._wakers:
             waker(bucket)
@@ -360,9 +398,13 @@ class RateLimiter:
         ready = b.tokens_ready(max(now, b.cooldown_until), n) if n <= b.burst else math.inf
         full = b.in_flight >= b.max_concurrent
         wait = math.inf if b.stopped else max(0.0, ready - now)
+        tokens = b.tokens_at(now)
+        source = self.token_source
+        if source is not None and b.config is not None:
+            tokens = min(tokens, source.available(b.name))
         return LimitStatus(
             provider=provider, bucket=b.name, unlimited=b.config is None,
-            tokens=b.tokens_at(now), burst=b.burst, rate_per_s=b.rate, in_flight=b.in_flight,
+            tokens=tokens, burst=b.burst, rate_per_s=b.rate, in_flight=b.in_flight,
             max_concurrent=b.max_concurrent, cooldown_s=b.cooldown_s,
             cooldown_left_s=max(0.0, b.cooldown_until - now), stopped=b.stopped,
             limited=b.stopped or full or wait > 0, wait_s=wait,

@@ -16,6 +16,10 @@ contract says: a node's background jobs are run by that node and are gone when i
 Wake-ups: an insert notifies the queue's channel once per batch (`pg_notify` in the insert
 statement, sent at commit); the other nodes' feeders wake through `on_available`, and a feeder
 never sleeps longer than a second, so a lost notification costs at most that.
+
+Provider limits are shared: the first claim that passes the engine's gate attaches
+`postgres_buckets.SharedBuckets` to the gate's limiter, so the nodes together stay within each
+configured provider limit instead of reaching it once per node.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from tickq.engine.gate import Gate
 from tickq.engine.job import Job
+from tickq.engine.limiter import RateLimiter
 from tickq.engine.outcome import Settle
 from tickq.engine.queues import Durability, QueueConfig, QueueCounts
 from tickq.engine.states import FINAL_STATES, JobState
@@ -41,6 +46,7 @@ from tickq.errors import (
 )
 from tickq.storage.base import FetchResult, InsertResult, JobQuery, OpenReport, PruneRule
 from tickq.storage.memory import MemoryStore
+from tickq.storage.postgres_buckets import SharedBuckets
 from tickq.storage.postgres_claim import Claimer
 from tickq.storage.postgres_node import SESSION, NodeLink, migrate
 from tickq.storage.postgres_records import PostgresRecords
@@ -109,6 +115,8 @@ class PostgresStore(PostgresRecords):
         self._now = 0.0
         #: claimed jobs of queues that do not fsync, until they are settled
         self._lazy_claims: set[str] = set()
+        #: the shared provider buckets, once a gate with a limiter has asked
+        self.buckets: SharedBuckets | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -180,6 +188,9 @@ class PostgresStore(PostgresRecords):
         return OpenReport(stalled=stalled, loaded=loaded)
 
     async def close(self) -> None:
+        buckets, self.buckets = self.buckets, None
+        if buckets is not None:
+            await buckets.close()
         node, self._node = self._node, None
         if node is not None:
             await node.close()
@@ -307,11 +318,25 @@ class PostgresStore(PostgresRecords):
         if self._in_memory(queue):
             return await self.memory.job_fetch_available(queue, limit, now, lease_s, gate)
         lazy = self._lazy_queue(queue)
+        if gate is not None and self.buckets is None:
+            self._share_limits(gate)
         async with self._pool_for(lazy).acquire() as conn:
             got = await self.claimer.claim(conn, queue, limit, now, lease_s, gate)
         if lazy:
             self._lazy_claims.update(j.id for j in got.claimed)
         return FetchResult(got.claimed, got.expired, got.deferred)
+
+    def _share_limits(self, gate: Gate) -> None:
+        """Make the gate's limiter draw configured buckets from the database as well.
+
+        A limiter that already has a token source (another store's, or the embedding
+        application's) is left alone."""
+        limiter = getattr(gate, "limiter", None)
+        if isinstance(limiter, RateLimiter) and limiter.token_source is None:
+            # Leases go through the pool that does not wait for a synchronous commit: a bucket
+            # row lost in a database crash only refills a bucket early, once.
+            self.buckets = SharedBuckets(self._pool_for(True), limiter)
+            limiter.token_source = self.buckets
 
     async def job_unpark(self, key: str, n: int, now: float) -> int:
         back = await self.memory.job_unpark(key, n, now)

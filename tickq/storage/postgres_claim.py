@@ -140,6 +140,16 @@ class ParkingLots:
             del self._lots[key]
         return len(back)
 
+    def forget(self, queue: str) -> None:
+        """Stop holding back the types of `queue`: jobs parked here were taken by another
+        node, whose gate let them through first, so the jobs parked on this node are a stale
+        picture of what is due; the next fetch looks at the queue afresh."""
+        for key, lot in list(self._lots.items()):
+            lot.types = {t for t in lot.types if t[0] != queue}
+            lot.jobs = {j: q for j, q in lot.jobs.items() if q != queue}
+            if not lot.jobs:
+                del self._lots[key]
+
     def released(self, queue: str) -> list[str]:
         """Take the jobs of `queue` handed back so far."""
         return self._released.pop(queue, [])
@@ -243,6 +253,8 @@ class Claimer:
         released = lots.released(queue)
         if released:
             records = await conn.fetch(RELEASED_SQL, released, queue, now)
+            if len(records) < len(released):
+                lots.forget(queue)
             for i, record in enumerate(records):
                 if not take(job_from_record(record), (-1, i, 0)):
                     lots.keep_released(queue, [r["id"] for r in records[i:]])
