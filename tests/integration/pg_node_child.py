@@ -1,4 +1,4 @@
-"""One engine process of the multi-node test (`test_postgres_nodes.py`).
+"""One engine process of the multi-node test (`test_postgres_processes.py`).
 
     pg_node_child.py URL OUT
 

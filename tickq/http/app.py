@@ -62,7 +62,8 @@ def make_app(settings: Settings, engine: Engine, *,
     installed for every job type the engine has none for. Maintenance and cron schedules run
     on a `Scheduler` made from `settings` (unless one is given, or TICKQ_SCHEDULER_ENABLED is
     off), started after the engine and stopped before it."""
-    app = web.Application(middlewares=[request_context, audit.audit_trail(settings), json_errors,
+    app = web.Application(middlewares=[request_context,
+                                       audit.audit_trail(settings, engine.store), json_errors,
                                        authenticate, ratelimit.api_rate_limit(settings)],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings

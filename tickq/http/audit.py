@@ -17,15 +17,17 @@ Outcomes: `ok`, `denied` (403) or `failed` (any other error, with its code).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import logging
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import orjson
 from aiohttp import web
@@ -75,13 +77,27 @@ class Note:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class AuditLog:
-    """Append-only entries: to `path` (one JSON object per line) when given, and to a bounded
-    in-memory tail that answers reads."""
+class SharedTrail(Protocol):
+    """A trail every node of a shared database writes to and reads (the PostgreSQL store)."""
 
-    def __init__(self, path: Path | None, tail: int = TAIL) -> None:
+    async def audit_append(self, entry: Mapping[str, Any], at: float) -> None: ...
+
+    async def audit_recent(self, limit: int, action: str | None = None
+                           ) -> list[dict[str, Any]]: ...
+
+
+class AuditLog:
+    """Append-only entries: to `path` (one JSON object per line) when given, to a bounded
+    in-memory tail, and to the `shared` trail of a database several nodes use, which then
+    answers reads, so an action taken through any node is seen through every node."""
+
+    def __init__(self, path: Path | None, tail: int = TAIL,
+                 shared: SharedTrail | None = None) -> None:
         self.path = path
+        self.shared = shared
         self._tail: collections.deque[dict[str, Any]] = collections.deque(maxlen=tail)
+        #: writes to the shared trail not finished yet (awaited by `flush`)
+        self._writing: set[asyncio.Task[None]] = set()
         if path is not None and path.exists():
             self._load(path)
 
@@ -100,6 +116,10 @@ class AuditLog:
         """Keep `entry`. A file that cannot be written is logged as an error and the entry
         kept in memory: an operator's action has already happened and must not turn into a 500."""
         self._tail.append(entry)
+        if self.shared is not None:
+            task = asyncio.get_running_loop().create_task(self._share(entry))
+            self._writing.add(task)
+            task.add_done_callback(self._writing.discard)
         if self.path is None:
             return
         try:
@@ -112,6 +132,27 @@ class AuditLog:
         except OSError as exc:
             log.error("audit entry not written to file", extra={
                 "event": "audit_write_failed", "path": str(self.path), "error": str(exc)})
+
+    async def _share(self, entry: dict[str, Any]) -> None:
+        assert self.shared is not None
+        try:
+            await self.shared.audit_append(entry, time.time())
+        except Exception as exc:  # the action happened; its local copies stay
+            log.error("audit entry not written to the shared trail", extra={
+                "event": "audit_write_failed", "error": repr(exc)})
+
+    async def flush(self) -> None:
+        """Wait for the entries still being written to the shared trail."""
+        if self._writing:
+            await asyncio.gather(*tuple(self._writing), return_exceptions=True)
+
+    async def read(self, limit: int = DEFAULT_LIMIT, action: str | None = None
+                   ) -> list[dict[str, Any]]:
+        """Newest first: the shared trail when there is one, else this process's."""
+        if self.shared is None:
+            return self.recent(limit, action)
+        await self.flush()  # this node's own latest actions are in the answer
+        return await self.shared.audit_recent(limit, action)
 
     def recent(self, limit: int = DEFAULT_LIMIT, action: str | None = None
                ) -> list[dict[str, Any]]:
@@ -129,14 +170,17 @@ AUDIT_LOG_KEY = web.RequestKey("tickq.audit_log", AuditLog)
 NOTE_KEY = web.RequestKey("tickq.audit_note", Note)
 
 
-def log_for(settings: Settings) -> AuditLog:
+def log_for(settings: Settings, store: object = None) -> AuditLog:
+    """The trail for `settings`; a store with `audit_recent` (PostgreSQL) shares it."""
     memory = settings.database_kind == "memory"
-    return AuditLog(None if memory else settings.data_dir / FILE_NAME)
+    shared = (cast(SharedTrail, store)
+              if hasattr(store, "audit_recent") and hasattr(store, "audit_append") else None)
+    return AuditLog(None if memory else settings.data_dir / FILE_NAME, shared=shared)
 
 
-def audit_trail(settings: Settings) -> Middleware:
+def audit_trail(settings: Settings, store: object = None) -> Middleware:
     """Middleware giving every request the application's `AuditLog` (one per `make_app`)."""
-    trail = log_for(settings)
+    trail = log_for(settings, store)
 
     @web.middleware
     async def attach(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -229,7 +273,7 @@ async def list_audit(request: web.Request) -> web.Response:
     if action is not None and action not in ACTIONS:
         raise ValidationError(f"action must be one of {', '.join(ACTIONS)}",
                               code="invalid_action", field="action")
-    entries = request[AUDIT_LOG_KEY].recent(limit, action)
+    entries = await request[AUDIT_LOG_KEY].read(limit, action)
     return json_response({"entries": entries, "count": len(entries), "limit": limit})
 
 

@@ -149,6 +149,21 @@ class PostgresRecords:
         return _count(await self._write().execute(
             "DELETE FROM reports WHERE created_at < $1", before))
 
+    # --- the audit trail --------------------------------------------------------------------
+
+    async def audit_append(self, entry: Mapping[str, Any], at: float) -> None:
+        """Keep one operator action in the shared trail."""
+        await self._write().execute(
+            "INSERT INTO audit_log (at, action, entry) VALUES ($1, $2, $3::jsonb)",
+            at, str(entry.get("action", "")), orjson.dumps(entry).decode())
+
+    async def audit_recent(self, limit: int, action: str | None = None) -> list[dict[str, Any]]:
+        """The latest entries, newest first, of every node."""
+        rows = await self._read().fetch(
+            "SELECT entry FROM audit_log WHERE $2::text IS NULL OR action = $2 "
+            "ORDER BY seq DESC LIMIT $1", limit, action)
+        return [orjson.loads(r[0]) for r in rows]
+
     # --- monitor: alerts and queue snapshots --------------------------------------------------
 
     async def alert_insert(self, alert: NewAlert) -> AlertRecord:
