@@ -194,7 +194,10 @@ class NodeLink:
                 else:
                     self._leading = bool(await conn.fetchval(
                         "SELECT pg_try_advisory_lock($1)", lock_key("leader", self.schema)))
-        except (OSError, ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (OSError, ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                asyncpg.InternalClientError):
+            # The last includes a session the server ended while asyncpg was still tearing it
+            # down ("another operation is in progress"): whatever the cause, not leading.
             self._leading = False
         return self._leading
 
