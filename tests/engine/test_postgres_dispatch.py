@@ -6,41 +6,26 @@ arriving behind another tenant's backlog is served within a round.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 from helpers import FAST, EventLog, eventually
+from pgkit import pg
 from test_providers_runtime import InFlight, enqueue_all, make_engine, specs, wait_all
 
 import tickq
 from tickq.engine.limiter import LimitConfig
 
 
-def _storage_helper(name: str) -> ModuleType:
-    """A helper module of tests/storage (the PostgreSQL fixture lives there)."""
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "storage" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-pg = _storage_helper("pg")
-COMPLETED = tickq.JobState.COMPLETED
-
-
 @pytest.fixture
 async def url() -> AsyncIterator[str]:
     async with pg.pg_schema() as schema_url:
         yield schema_url
+
+COMPLETED = tickq.JobState.COMPLETED
+
+
 
 
 async def test_a_concurrency_cap_parks_the_rest_and_each_release_brings_one_back(

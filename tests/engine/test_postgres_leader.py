@@ -10,17 +10,14 @@ slots come due when the test says; APScheduler's short intervals are the only re
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
 
 import asyncpg
 import pytest
 from helpers import DEFAULTS, eventually
+from pgkit import pg
 
 import tickq
 from tickq.clock import FakeClock
@@ -38,19 +35,10 @@ from tickq.storage.base import JobQuery
 from tickq.storage.postgres import PostgresStore
 
 
-def _storage_helper(name: str) -> ModuleType:
-    """A helper module of tests/storage (the PostgreSQL fixture lives there)."""
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "storage" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-pg = _storage_helper("pg")
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    async with pg.pg_schema() as schema_url:
+        yield schema_url
 
 #: Monday 5 January 2026, 08:00:00 UTC (a minute boundary)
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC).timestamp()
@@ -63,10 +51,6 @@ EMAIL = JobTemplate(queue="communication", type="send-email",
                     data={"to": "ops@example.com", "template": "minutely-digest"})
 
 
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
-    async with pg.pg_schema() as schema_url:
-        yield schema_url
 
 
 def node(url: str, clock: FakeClock) -> tuple[Engine, Scheduler]:

@@ -8,42 +8,27 @@ processes would; they share only the database.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from helpers import DEFAULTS, FAST, eventually
+from pgkit import pg
 
 import tickq
 from tickq.storage.postgres import PostgresStore
-
-
-def _storage_helper(name: str) -> ModuleType:
-    """A helper module of tests/storage (the PostgreSQL fixture lives there)."""
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "storage" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-pg = _storage_helper("pg")
-Q = "communication"
 
 
 @pytest.fixture
 async def url() -> AsyncIterator[str]:
     async with pg.pg_schema() as schema_url:
         yield schema_url
+
+Q = "communication"
+
+
 
 
 def node(url: str, **options: Any) -> tickq.Engine:

@@ -9,31 +9,14 @@ take no `url` and are not repeated.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import test_engine_runtime
 import test_providers_runtime
-
-
-def _storage_helper(name: str) -> ModuleType:
-    """A helper module of tests/storage (the PostgreSQL fixture lives there)."""
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "storage" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-pg = _storage_helper("pg")
+from pgkit import pg
 
 
 @pytest.fixture

@@ -9,17 +9,14 @@ database: it refills by elapsed database time and never beyond the burst.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from types import ModuleType
 
 import asyncpg
 import pytest
 from helpers import DEFAULTS
+from pgkit import pg
 
 import tickq
 from tickq.engine.limiter import RateLimiter
@@ -29,19 +26,11 @@ from tickq.storage.postgres_buckets import lease
 from tickq.storage.postgres_node import migrate
 
 
-def _storage_helper(name: str) -> ModuleType:
-    """A helper module of tests/storage (the PostgreSQL fixture lives there)."""
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "storage" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    async with pg.pg_schema() as schema_url:
+        yield schema_url
 
-
-pg = _storage_helper("pg")
 Q = "communication"
 RATE, BURST = 25.0, 50
 ACME = LimitConfig(rate_per_s=RATE, burst=BURST, max_concurrent=1_000, cooldown_s=1.0)
@@ -51,10 +40,6 @@ NODES = ("a", "b", "c")
 BACKLOG_PER_NODE = 300
 
 
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
-    async with pg.pg_schema() as schema_url:
-        yield schema_url
 
 
 def most_in_window(times: list[float], window: float) -> int:

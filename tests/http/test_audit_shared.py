@@ -3,35 +3,18 @@ every node's."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from httpkit import SECRET, auth
+from pgkit import pg
 
 from tickq.engine.engine import Engine
 from tickq.http import make_app
 from tickq.settings import load_settings
 from tickq.storage.postgres import PostgresStore
-
-
-def _storage_helper(name: str) -> ModuleType:
-    """A helper module of tests/storage (the PostgreSQL fixture lives there)."""
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "storage" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-pg = _storage_helper("pg")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ session, so another node ran them again and counted a stall on them.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import signal
 import subprocess
@@ -18,12 +17,18 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from pgkit import pg
 
 import tickq
 from tickq.storage.postgres import PostgresStore
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    async with pg.pg_schema() as schema_url:
+        yield schema_url
 
 pytestmark = pytest.mark.slow
 
@@ -35,25 +40,10 @@ BATCH = 2_000
 RUN_TIMEOUT_S = 45.0
 
 
-def _storage_helper(name: str) -> ModuleType:
-    """A helper module of tests/storage (the PostgreSQL fixture lives there)."""
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "storage" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
-pg = _storage_helper("pg")
 
 
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
-    async with pg.pg_schema() as schema_url:
-        yield schema_url
 
 
 class Cluster:
