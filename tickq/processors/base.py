@@ -8,6 +8,7 @@ succeed), `degraded` when a provider it calls has its circuit breaker open, `rea
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -43,7 +44,7 @@ class IntegrationStatus:
         return body
 
 
-class Integration:
+class Integration(abc.ABC):
     """Base class: subclasses set `name`, `job_types` and `providers`, fill `missing` with the
     settings they lack, and implement `processors`, and `start`/`close` when they hold clients."""
 
@@ -66,14 +67,14 @@ class Integration:
     def why_not_configured(self) -> str:
         return f"{self.name} is not configured: set {', '.join(self.missing)}"
 
+    @abc.abstractmethod
     def processors(self) -> Mapping[str, Processor]:
         """Job type -> processor. Only asked when `configured`."""
-        raise NotImplementedError
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027  (optional hook: most hold no client)
         """Open clients. Called once before the engine starts, only when `configured`."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027  (optional hook: most hold no client)
         """Close clients. Called once after the engine has stopped; must be safe to call when
         `start` was never called or failed half way."""
 
