@@ -55,6 +55,12 @@ class Principal:
     expires_at: float | None = None
 
     @property
+    def scoped(self) -> bool:
+        """True for the roles whose reach depends on each job's data, not only on its type and
+        tenant: a user acts for themselves only, a venue admin for their venues only."""
+        return self.role in ("user", "venue_admin")
+
+    @property
     def is_admin(self) -> bool:
         """Platform administrators act across tenants; everyone else stays inside their own."""
         return self.role == "admin"

@@ -168,8 +168,6 @@ def prepare(engine: Engine, caller: Principal, queue: str, items: Sequence[JobRe
     #: type name -> (its JobType, or the problem with it as (field, code, message)); a batch
     #: is usually one or two types, so each is looked up and checked once
     types: dict[str, tuple[JobType | None, tuple[str, str, str] | None]] = {}
-    #: only users' and venue admins' scopes depend on the data; others' on the type alone
-    data_scoped = caller.role in ("user", "venue_admin")
     out: list[tuple[JobType, Job] | Problems] = []
     pending: list[tuple[int, JobType]] = []
     specs: list[JobSpec] = []
@@ -181,7 +179,7 @@ def prepare(engine: Engine, caller: Principal, queue: str, items: Sequence[JobRe
         jt, problem = checked
         if queue_problem is not None and jt is not None:
             problem = None  # the queue is unknown: its type fits no queue, nothing more to say
-        elif problem is None and data_scoped:
+        elif problem is None and caller.scoped:
             why = scope_problem(caller, item.data, item.type)
             problem = None if why is None else ("data", "out_of_scope", why)
         if queue_problem is not None or problem is not None or jt is None:
@@ -228,7 +226,7 @@ def _check_type(registry: Registry, caller: Principal, queue: str, type_name: st
     if jt.queue != queue:
         return jt, ("type", "queue_mismatch",
                     f"job type {jt.name!r} runs on the {jt.queue!r} queue, not {queue!r}")
-    if caller.role not in ("user", "venue_admin"):
+    if not caller.scoped:
         why = scope_problem(caller, {}, type_name)
         if why is not None:
             return jt, ("data", "out_of_scope", why)
@@ -309,7 +307,7 @@ async def page_of(engine: Engine, caller: Principal, query: JobQuery
     here, reading ahead in rounds. When the rounds run out before the page fills, the page is
     short but the cursor continues the scan, so paging never skips or repeats a job."""
     limit = query.limit
-    if caller.role not in ("user", "venue_admin"):
+    if not caller.scoped:
         jobs = await engine.list_jobs(dataclasses.replace(query, limit=limit + 1))
         page = jobs[:limit]
         return page, (page[-1].id if len(jobs) > limit else None)

@@ -92,7 +92,7 @@ async def list_reports(request: web.Request) -> web.Response:
     tenant = caller.tenant_id if q.tenant is None else q.tenant
     if tenant != caller.tenant_id and not caller.is_admin:
         raise PermissionDeniedError("only admins may list another tenant's reports")
-    if caller.role in ("user", "venue_admin"):
+    if caller.scoped:
         found = await engine.store.report_list(tenant, SCOPED_SCAN)
         reports = [r for r in found if can_read(caller, r)][: q.limit]
     else:
