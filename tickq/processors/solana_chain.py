@@ -26,6 +26,7 @@ from spl.token.constants import ACCOUNT_LEN, MINT_LEN, TOKEN_2022_PROGRAM_ID, TO
 from tickq.errors import PermanentError, ProcessorError, RetryableError
 from tickq.processors.solana_client import (
     LEVELS,
+    AccountState,
     ConfirmationLevel,
     SolanaClient,
     TransactionFailed,
@@ -99,15 +100,23 @@ class Chain:
     async def balance(self, address: Pubkey) -> int:
         return await self.client.get_balance(address)
 
+    async def _token_program_account(self, address: Pubkey, what: str, code: str
+                                     ) -> AccountState | None:
+        """The account at `address` (None when there is none), which must belong to a token
+        program: anything else there is a `PermanentError` (`code`), as no retry changes it."""
+        account = await self.client.get_account(address)
+        if account is not None and account.owner not in TOKEN_PROGRAMS:
+            raise PermanentError(f"address {address} holds an account of program {account.owner}, "
+                                 f"not {what}", code=code)
+        return account
+
     async def read_mint(self, address: Pubkey) -> MintInfo | None:
         """The mint at `address`; None when no account is there. An account that is there but
         is not a token mint is a `PermanentError`: the address is taken."""
-        account = await self.client.get_account(address)
+        account = await self._token_program_account(address, "a token mint",
+                                                    "mint_address_taken")
         if account is None:
             return None
-        if account.owner not in TOKEN_PROGRAMS:
-            raise PermanentError(f"address {address} holds an account of program {account.owner}, "
-                                 "not a token mint", code="mint_address_taken")
         try:
             mint = Mint.from_bytes(account.data[:MINT_LEN])
         except ValueError as exc:
@@ -121,12 +130,10 @@ class Chain:
 
     async def read_token_account(self, address: Pubkey) -> TokenAccountInfo | None:
         """The token account at `address`; None when it does not exist (yet)."""
-        account = await self.client.get_account(address)
+        account = await self._token_program_account(address, "a token account",
+                                                    "token_account_invalid")
         if account is None:
             return None
-        if account.owner not in TOKEN_PROGRAMS:
-            raise PermanentError(f"address {address} holds an account of program {account.owner}, "
-                                 "not a token account", code="token_account_invalid")
         try:
             state = TokenAccount.from_bytes(account.data[:ACCOUNT_LEN])
         except ValueError as exc:
