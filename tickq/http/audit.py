@@ -219,7 +219,14 @@ def audited(action: str) -> Callable[[RouteHandler], RouteHandler]:
             except Exception:
                 record(request, action, "failed", "internal_error")
                 raise
-            record(request, action, "ok", None)
+            else:
+                record(request, action, "ok", None)
+            finally:
+                # The answer leaves only once the entry is in the shared trail, so the trail
+                # every node reads is in the order callers saw their actions happen.
+                trail = request.get(AUDIT_LOG_KEY)
+                if trail is not None:
+                    await trail.flush()
             return response
 
         return recorded
