@@ -67,3 +67,18 @@ async def test_enqueue_many_still_refuses_the_whole_batch_for_one_bad_spec() -> 
         else:
             raise AssertionError("the batch was accepted")
         assert await engine.list_jobs(tickq.JobQuery()) == []
+
+
+def test_the_enqueue_constructor_sets_every_field_the_keyword_one_does() -> None:
+    # new_waiting is a hand-written copy of Job(...) for speed: a field added to Job and not
+    # to it would be left unset (an AttributeError on first read) or set differently.
+    from tickq.engine.job import Job, new_waiting
+
+    args = dict(id="j1", queue="communication", type="send-push", data_json=b"{}", priority=7,
+                max_attempts=4, run_at=20.0, created_at=10.0, tenant_id="t1", user_id="u1",
+                idempotency_key="k", expires_at=30.0, callback_url="https://example.com/cb",
+                ordering_key="o")
+    fast = new_waiting(**args)  # type: ignore[arg-type]
+    slow = Job(**args)  # type: ignore[arg-type]
+    assert {name: getattr(fast, name) for name in Job.__slots__} == \
+        {name: getattr(slow, name) for name in Job.__slots__}

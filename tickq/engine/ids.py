@@ -17,16 +17,22 @@ _COUNTER_BITS = 74
 _COUNTER_MASK = (1 << _COUNTER_BITS) - 1
 _RAND_B_MASK = (1 << 62) - 1
 _VARIANT = 2 << 62
+#: the counter's bits shown in the id's last group
+_LOW_MASK = (1 << 48) - 1
+_LOW_PAD = 1 << 48
 
 
 class IdGenerator:
-    __slots__ = ("_counter", "_last_ms", "_prefix", "_rng")
+    __slots__ = ("_counter", "_head", "_last_ms", "_prefix", "_rng")
 
     def __init__(self) -> None:
         self._last_ms = -1
         self._counter = 0
         #: the id's first 15 characters, which only change with the millisecond
         self._prefix = ""
+        #: the id up to its last group (24 characters), which changes only when the counter
+        #: carries out of its low 48 bits: most ids are this and 12 freshly formatted digits
+        self._head = ""
         # Seeded once from the OS: ids must not collide across processes, but they are not
         # secrets (access is checked), and a syscall per id cost 6% of an HTTP enqueue.
         self._rng = random.Random(os.urandom(32))
@@ -35,6 +41,11 @@ class IdGenerator:
         ms = int((time.time() if now is None else now) * 1000)
         if ms <= self._last_ms:
             self._counter = c = (self._counter + 1) & _COUNTER_MASK
+            low = c & _LOW_MASK
+            if low:  # no carry into the groups before the last
+                # hex() of the value with a 49th bit set: always 12 digits after "0x1", and
+                # four times cheaper than an f-string's "012x" (about 110 against 430 ns)
+                return self._head + hex(low | _LOW_PAD)[3:]
         else:
             self._last_ms = ms
             stamp = f"{ms & 0xFFFFFFFFFFFF:012x}"
@@ -43,4 +54,5 @@ class IdGenerator:
             self._counter = c = self._rng.getrandbits(_COUNTER_BITS - 1)
         # The 76 bits after the version nibble: 12 of the counter, the variant, 62 more.
         tail = f"{((c >> 62) << 64) | _VARIANT | (c & _RAND_B_MASK):019x}"
-        return f"{self._prefix}{tail[:3]}-{tail[3:7]}-{tail[7:]}"
+        self._head = head = f"{self._prefix}{tail[:3]}-{tail[3:7]}-"
+        return f"{head}{tail[7:]}"

@@ -207,6 +207,46 @@ def append_error(errors_json: bytes | None, entry: ErrorEntry) -> bytes:
     return dumps_kept(history)
 
 
+def new_waiting(id: str, queue: str, type: str, data_json: bytes, priority: int,
+                max_attempts: int, run_at: float, created_at: float, tenant_id: str | None,
+                user_id: str | None, idempotency_key: str | None, expires_at: float,
+                callback_url: str | None, ordering_key: str | None) -> Job:
+    """A new waiting job, as `Job(...)` makes it, for the enqueue path: positional arguments
+    and straight assignments cost a quarter of the keyword constructor (0.2 against 0.8 µs),
+    which is a twentieth of enqueueing a job over HTTP."""
+    job: Job = _new(Job)
+    job.id = id
+    job.queue = queue
+    job.type = type
+    job.data_json = data_json
+    job.tenant_id = tenant_id
+    job.user_id = user_id
+    job.priority = priority
+    job.state = _WAITING
+    job.attempts = 0
+    job.max_attempts = max_attempts
+    job.run_at = run_at
+    job.lease_until = None
+    job.idempotency_key = idempotency_key
+    job.progress = 0
+    job.result_json = None
+    job.errors_json = None
+    job.created_at = created_at
+    job.started_at = None
+    job.finished_at = None
+    job.expires_at = expires_at
+    job.callback_url = callback_url
+    job.ordering_key = ordering_key
+    job.stalls = 0
+    job.claim_token = 0
+    job.key_until = None
+    return job
+
+
+_new = object.__new__
+_WAITING = JobState.WAITING
+
+
 def _make_copier() -> Callable[[Job], Job]:
     # Straight-line attribute copies: ten times faster than a loop over __slots__, and every
     # enqueue hands back one copy per job.

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from tickq.engine.ids import IdGenerator
-from tickq.engine.job import Job
+from tickq.engine.job import Job, new_waiting
 from tickq.engine.jsonbytes import dumps_kept
 from tickq.engine.queues import QueueConfig
-from tickq.engine.registry import JobType, Registry
+from tickq.engine.registry import PRIORITY_MAX, PRIORITY_MIN, JobType, Registry
 from tickq.errors import JobDataError, ValidationError
 
 #: data larger than this is refused at enqueue (the journal is not a blob store)
@@ -53,7 +53,7 @@ class Enqueued(NamedTuple):
 def build_job(registry: Registry, ids: IdGenerator, spec: JobSpec, now: float) -> Job:
     """A new waiting job for `spec`, or a `ValidationError` naming what is wrong."""
     jt = registry.job_type(spec.type)
-    return _assemble(jt, registry.queue(jt.queue), ids, spec,
+    return _assemble(_Defaults(jt, registry.queue(jt.queue)), ids, spec,
                      registry.validate_data(jt, spec.data), now)
 
 
@@ -69,11 +69,11 @@ def build_jobs(registry: Registry, ids: IdGenerator, specs: Sequence[JobSpec], n
     groups: dict[str, list[int]] = {}
     for i, spec in enumerate(specs):
         groups.setdefault(spec.type, []).append(i)
-    types: dict[str, tuple[JobType, QueueConfig]] = {}
+    types: dict[str, _Defaults] = {}
     for name, members in groups.items():
         try:
             jt = registry.job_type(name)
-            types[name] = (jt, registry.queue(jt.queue))
+            types[name] = _Defaults(jt, registry.queue(jt.queue))
         except ValidationError as exc:
             errors.update(dict.fromkeys(members, exc))
             continue
@@ -88,7 +88,7 @@ def build_jobs(registry: Registry, ids: IdGenerator, specs: Sequence[JobSpec], n
         error = errors.get(i)
         if error is None:
             try:
-                out.append(_assemble(*types[spec.type], ids, spec, data[i], now))
+                out.append(_assemble(types[spec.type], ids, spec, data[i], now))
                 continue
             except ValidationError as exc:
                 error = exc
@@ -96,10 +96,28 @@ def build_jobs(registry: Registry, ids: IdGenerator, specs: Sequence[JobSpec], n
     return out
 
 
-def _assemble(jt: JobType, cfg: QueueConfig, ids: IdGenerator, spec: JobSpec, data: Any,
-              now: float) -> Job:
-    """The record for `spec` whose data `jt`'s schema has already checked."""
-    priority = jt.priority if spec.priority is None else Registry.validate_priority(spec.priority)
+class _Defaults:
+    """What a job type and its queue give every job that does not say otherwise, looked up
+    once per type and batch rather than once per job."""
+
+    __slots__ = ("expires_in", "key_rule", "max_attempts", "name", "priority", "queue")
+
+    def __init__(self, jt: JobType, cfg: QueueConfig) -> None:
+        self.name = jt.name
+        self.queue = jt.queue
+        self.priority = jt.priority
+        self.max_attempts = jt.max_attempts or cfg.max_attempts
+        self.expires_in = cfg.expiry_s
+        self.key_rule = jt.key_rule
+
+
+def _assemble(d: _Defaults, ids: IdGenerator, spec: JobSpec, data: Any, now: float) -> Job:
+    """The record for `spec` whose data its type's schema has already checked."""
+    priority = spec.priority
+    if priority is None:
+        priority = d.priority
+    elif not (type(priority) is int and PRIORITY_MIN <= priority <= PRIORITY_MAX):
+        priority = Registry.validate_priority(priority)  # an int subclass, or refused
     if spec.run_at is not None:
         if not (type(spec.run_at) in _NUMBERS and -_INF < spec.run_at < _INF):
             raise ValidationError("run_at must be a finite time", code="invalid_run_at",
@@ -107,17 +125,21 @@ def _assemble(jt: JobType, cfg: QueueConfig, ids: IdGenerator, spec: JobSpec, da
         run_at = max(now, spec.run_at)
     else:
         # One chained comparison rejects negatives, NaN and infinity alike.
-        if not (type(spec.delay_s) in _NUMBERS and 0 <= spec.delay_s < _INF):
-            raise ValidationError(f"delay must be >= 0 seconds, got {spec.delay_s!r}",
+        delay = spec.delay_s
+        if not (type(delay) in _NUMBERS and 0 <= delay < _INF):
+            raise ValidationError(f"delay must be >= 0 seconds, got {delay!r}",
                                   code="invalid_delay", field="delay")
-        run_at = now + spec.delay_s
-    max_attempts = spec.max_attempts or jt.max_attempts or cfg.max_attempts
-    if spec.max_attempts is not None and not (
-            type(spec.max_attempts) is int and 1 <= spec.max_attempts <= 100):
+        run_at = now + delay
+    max_attempts = spec.max_attempts
+    if max_attempts is None:
+        max_attempts = d.max_attempts
+    elif not (type(max_attempts) is int and 1 <= max_attempts <= 100):
         raise ValidationError("max_attempts must be 1..100", code="invalid_max_attempts",
                               field="max_attempts")
-    expires_in = cfg.expiry_s if spec.expires_in_s is None else spec.expires_in_s
-    if not (type(expires_in) in _NUMBERS and 0 < expires_in < _INF):
+    expires_in = spec.expires_in_s
+    if expires_in is None:
+        expires_in = d.expires_in
+    elif not (type(expires_in) in _NUMBERS and 0 < expires_in < _INF):
         raise ValidationError("expires_in must be > 0 seconds", code="invalid_expiry",
                               field="expires_in")
     key = spec.idempotency_key
@@ -125,20 +147,18 @@ def _assemble(jt: JobType, cfg: QueueConfig, ids: IdGenerator, spec: JobSpec, da
         if not isinstance(key, str) or not 1 <= len(key) <= 255:
             raise ValidationError("idempotency key must be 1..255 characters",
                                   code="invalid_idempotency_key", field="idempotency_key")
-    elif jt.key_rule is not None:
-        key = jt.key_rule(data, now)
+    elif d.key_rule is not None:
+        key = d.key_rule(data, now)
     try:
         data_json = dumps_kept(data)
     except TypeError as exc:
-        raise JobDataError(f"data for {jt.name} is not JSON: {exc}", field="data") from None
+        raise JobDataError(f"data for {d.name} is not JSON: {exc}", field="data") from None
     if len(data_json) > MAX_DATA_BYTES:
-        raise JobDataError(f"data for {jt.name} is {len(data_json)} bytes; the limit is "
+        raise JobDataError(f"data for {d.name} is {len(data_json)} bytes; the limit is "
                            f"{MAX_DATA_BYTES}", field="data")
-    return Job(id=ids.new(now), queue=jt.queue, type=jt.name, data_json=data_json,
-               priority=priority, max_attempts=max_attempts, run_at=run_at, created_at=now,
-               tenant_id=spec.tenant_id, user_id=spec.user_id, idempotency_key=key,
-               expires_at=run_at + expires_in, callback_url=spec.callback_url,
-               ordering_key=spec.ordering_key)
+    return new_waiting(ids.new(now), d.queue, d.name, data_json, priority, max_attempts, run_at,
+                       now, spec.tenant_id, spec.user_id, key, run_at + expires_in,
+                       spec.callback_url, spec.ordering_key)
 
 
 #: exact types on purpose: bool is an int subclass, and True is not a delay

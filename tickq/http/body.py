@@ -23,6 +23,9 @@ MAX_JSON_DEPTH = 32
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
+#: what JSON nests: exact types, as orjson makes them
+_CONTAINERS = (dict, list)
+
 
 async def read_json(request: web.Request, *, optional: bool = False) -> Any:
     """The request's JSON body, checked; None for an empty body when `optional`."""
@@ -63,14 +66,16 @@ def check_structure(value: Any, raw: bytes | None = None,
     if raw is None or b'"__' in raw or b"\\u" in raw or b"prototype" in raw.lower():
         _check_keys(value, max_depth)
         return
-    stack: list[tuple[Any, int]] = [(value, 1)] if type(value) in (dict, list) else []
-    while stack:
-        node, depth = stack.pop()
+    # Level by level: one comprehension per level of nesting, not one Python step per node.
+    level = [value] if type(value) in _CONTAINERS else []
+    depth = 1
+    while level:
         if depth > max_depth:
             raise _too_deep()
-        for child in node.values() if type(node) is dict else node:
-            if type(child) is dict or type(child) is list:
-                stack.append((child, depth + 1))
+        level = [child for node in level
+                 for child in (node.values() if type(node) is dict else node)
+                 if type(child) in _CONTAINERS]
+        depth += 1
 
 
 def _check_keys(value: Any, max_depth: int) -> None:

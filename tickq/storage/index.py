@@ -101,6 +101,8 @@ class JobIndex:
         self._token = 0
         #: called for every change the journal must record: (job, OP_*)
         self.on_change: Callable[[Job, int], None] | None = None
+        #: when set, told of a batch's new jobs at once instead of through `on_change`
+        self.on_insert: Callable[[list[Job]], None] | None = None
         #: completes a partial record (see `is_partial`) before it is claimed or expired
         self.hydrate: Callable[[Job], None] | None = None
 
@@ -261,11 +263,12 @@ class JobIndex:
         yet scheduled: the caller schedules them once they are durable.
         """
         out: list[tuple[Job | str, bool]] = []
-        holds, records, on_change = self.holds, self.jobs, self.on_change
+        new: list[Job] = []
+        holds, records = self.holds, self.jobs
         counts: dict[str, dict[JobState, int]] = {}  # per queue, looked up once per batch
         for job in jobs:
-            key = hold_key(job)
-            if key is not None:
+            if job.idempotency_key is not None:
+                key = (job.tenant_id or "", job.idempotency_key)  # hold_key, inlined
                 hold = holds.get(key)
                 if hold is not None and hold.until > now:
                     out.append((records.get(hold.job_id) or hold.job_id, False))
@@ -276,9 +279,13 @@ class JobIndex:
             if queue_counts is None:
                 queue_counts = counts[job.queue] = self._queue(job.queue).counts
             queue_counts[W] += 1
-            if on_change is not None:
-                on_change(job, OP_INSERT)
+            new.append(job)
             out.append((job, True))
+        if self.on_insert is not None:
+            self.on_insert(new)
+        elif self.on_change is not None:
+            for job in new:
+                self.on_change(job, OP_INSERT)
         return out
 
     # --- claim -----------------------------------------------------------------------------

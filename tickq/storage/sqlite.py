@@ -232,6 +232,7 @@ class SqliteStore:
             journal.start()
             self._index, self._journal = index, journal
             index.on_change = self._mark
+            index.on_insert = self._mark_new
             index.hydrate = self._hydrate
             for job in stalled:
                 self._hydrate(job)
@@ -367,6 +368,10 @@ class SqliteStore:
     def _mark(self, job: Job, op: int) -> None:
         if job.queue not in self._memory_queues:
             self.journal.mark(job, op)
+
+    def _mark_new(self, jobs: list[Job]) -> None:
+        memory = self._memory_queues
+        self.journal.mark_new([j for j in jobs if j.queue not in memory] if memory else jobs)
 
     def _committed(self, finished: list[Job]) -> None:
         index = self._index
