@@ -34,7 +34,7 @@ async def read_json(request: web.Request, *, optional: bool = False) -> Any:
     if length is not None and length > limit:
         raise PayloadTooLargeError(f"the request body is {length} bytes; the limit is {limit}")
     raw = await request.read()  # aiohttp enforces the limit on chunked bodies (413)
-    if not raw.strip():
+    if not raw or raw.isspace():  # not `raw.strip()`: that copies the whole body
         if optional:
             return None
         raise ValidationError("the request body is empty; send a JSON object",

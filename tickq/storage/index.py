@@ -265,7 +265,7 @@ class JobIndex:
         out: list[tuple[Job | str, bool]] = []
         new: list[Job] = []
         holds, records = self.holds, self.jobs
-        counts: dict[str, dict[JobState, int]] = {}  # per queue, looked up once per batch
+        added: dict[str, int] = {}  # new jobs per queue, counted in once per batch
         for job in jobs:
             if job.idempotency_key is not None:
                 key = (job.tenant_id or "", job.idempotency_key)  # hold_key, inlined
@@ -275,12 +275,11 @@ class JobIndex:
                     continue
                 holds[key] = KeyHold(job.id, INF)
             records[job.id] = job
-            queue_counts = counts.get(job.queue)
-            if queue_counts is None:
-                queue_counts = counts[job.queue] = self._queue(job.queue).counts
-            queue_counts[W] += 1
+            added[job.queue] = added.get(job.queue, 0) + 1
             new.append(job)
             out.append((job, True))
+        for queue, n in added.items():
+            self._queue(queue).counts[W] += n
         if self.on_insert is not None:
             self.on_insert(new)
         elif self.on_change is not None:
