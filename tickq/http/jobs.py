@@ -171,7 +171,7 @@ def prepare(engine: Engine, caller: Principal, queue: str, items: Sequence[JobRe
     out: list[tuple[JobType, Job] | Problems] = []
     pending: list[tuple[int, JobType]] = []
     specs: list[JobSpec] = []
-    tenant_id, user_id = caller.tenant_id, caller.user_id
+    tenant_id, user_id, scoped = caller.tenant_id, caller.user_id, caller.scoped
     for i, item in enumerate(items):
         checked = types.get(item.type)
         if checked is None:
@@ -179,7 +179,7 @@ def prepare(engine: Engine, caller: Principal, queue: str, items: Sequence[JobRe
         jt, problem = checked
         if queue_problem is not None and jt is not None:
             problem = None  # the queue is unknown: its type fits no queue, nothing more to say
-        elif problem is None and caller.scoped:
+        elif problem is None and scoped:
             why = scope_problem(caller, item.data, item.type)
             problem = None if why is None else ("data", "out_of_scope", why)
         if queue_problem is not None or problem is not None or jt is None:
