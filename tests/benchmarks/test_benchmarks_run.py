@@ -47,3 +47,12 @@ def test_http_enqueue_benchmark_prints_every_figure() -> None:
                and "errors 0" in line for line in lines), out
     assert any(line.startswith("batch enqueue") and "jobs/s" in line and "errors 0" in line
                for line in lines), out
+
+
+def test_enqueue_path_benchmark_prints_cpu_per_job_for_each_stage() -> None:
+    for stage in ("parse", "prepare", "all"):
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "enqueue_path.py"), "--batches", "5",
+             "--repeat", "1", "--stage", stage],
+            capture_output=True, text=True, timeout=120, check=True).stdout
+        assert f"batch path up to {stage!r}:" in out and "us CPU/job" in out, out
