@@ -75,6 +75,53 @@ async def test_schedules_are_for_admins_only(api: Api) -> None:
         assert (await client.delete(f"{SCHEDULES_URL}/x", headers=auth(role))).status == 403
 
 
+async def test_a_schedule_is_paused_and_resumed_by_an_admin(api: Api) -> None:
+    client = api.client
+    assert (await client.post(SCHEDULES_URL, json=digest(), headers=auth())).status == 201
+    for role in ("venue_admin", "monitoring"):
+        refused = await client.post(f"{SCHEDULES_URL}/daily-digest/pause", headers=auth(role))
+        assert refused.status == 403, role
+    resp = await client.post(f"{SCHEDULES_URL}/daily-digest/pause", headers=auth())
+    paused = await resp.json()
+    assert resp.status == 200 and (paused["paused"], paused["nextRunAt"]) == (True, None)
+    listed = await (await client.get(SCHEDULES_URL, headers=auth())).json()
+    assert listed["schedules"][0]["paused"] is True
+    resp = await client.post(f"{SCHEDULES_URL}/daily-digest/resume", headers=auth())
+    resumed = await resp.json()
+    assert resp.status == 200 and resumed["paused"] is False and resumed["nextRunAt"]
+    missing = await client.post(f"{SCHEDULES_URL}/nope/pause", headers=auth())
+    assert missing.status == 404 and (await missing.json())["code"] == "schedule_not_found"
+    audit = await client.get("/api/v1/queue/audit?limit=10", headers=auth())
+    entries = [(e["action"], e["target"], e["outcome"]) for e in (await audit.json())["entries"]]
+    assert entries[:3] == [("schedule.pause", "nope", "failed"),
+                           ("schedule.resume", "daily-digest", "ok"),
+                           ("schedule.pause", "daily-digest", "ok")]
+
+
+async def test_an_admin_runs_a_schedule_now_once_per_second(api: Api) -> None:
+    client = api.client
+    assert (await client.post(SCHEDULES_URL, json=digest(), headers=auth())).status == 201
+    for role in ("venue_admin", "monitoring", "service"):
+        refused = await client.post(f"{SCHEDULES_URL}/daily-digest/run", headers=auth(role))
+        assert refused.status == 403, role
+    resp = await client.post(f"{SCHEDULES_URL}/daily-digest/run", headers=auth())
+    assert resp.status == 201, await resp.text()
+    made = await resp.json()
+    assert (made["queue"], made["type"], made["options"]["priority"]) == (
+        "communication", "send-email", 7)
+    job = await api.engine.get(made["jobId"])
+    assert job is not None and job.tenant_id == "t1"
+    assert (job.data["to"], job.data["template"]) == ("ops@example.com", "digest")
+    # a second click in the same second is the same job, not another email
+    again = await client.post(f"{SCHEDULES_URL}/daily-digest/run", headers=auth())
+    assert again.status == 200 and (await again.json())["jobId"] == made["jobId"]
+    # its slots are untouched
+    read = await (await client.get(f"{SCHEDULES_URL}/daily-digest", headers=auth())).json()
+    assert read["lastJobId"] is None and read["pending"] == []
+    missing = await client.post(f"{SCHEDULES_URL}/nope/run", headers=auth())
+    assert missing.status == 404 and (await missing.json())["code"] == "schedule_not_found"
+
+
 async def test_an_invalid_schedule_is_refused_with_field_errors(api: Api) -> None:
     cases: list[tuple[dict[str, Any], str, str]] = [
         (digest(cron="0 25 * * *"), "cron", "invalid_cron"),

@@ -10,7 +10,7 @@ from schedkit import EMAIL, HOUR, T0, at, engine_on, tick_jobs
 
 from tickq.clock import FakeClock
 from tickq.engine.registry import JobType
-from tickq.errors import ValidationError
+from tickq.errors import NotFoundError, ValidationError
 from tickq.scheduling import (
     SCHEDULES,
     JobTemplate,
@@ -20,6 +20,7 @@ from tickq.scheduling import (
     create_schedule,
     tick_key,
 )
+from tickq.scheduling.schedules import set_schedule_paused
 
 
 def url(tmp_path: Path) -> str:
@@ -193,3 +194,23 @@ async def test_a_tick_is_an_ordinary_job_with_the_templates_options() -> None:
     assert (job.priority, job.max_attempts, job.run_at, job.tenant_id, job.user_id) == (
         9, 2, T0 + HOUR + 30, "t1", "u1")
     assert job.idempotency_key == "schedule:digest:2026-01-05T09:00:00Z"
+
+
+async def test_a_paused_schedule_enqueues_nothing_and_resumes_from_its_next_slot(
+        tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    async with engine_on(url(tmp_path), clock) as engine:
+        await create_schedule(engine, name="digest", cron="0 * * * *", template=EMAIL,
+                              missed="catch_up_once")
+        ticker = ScheduleTicker(engine)
+        await set_schedule_paused(engine, "digest", True)
+        clock.set(T0 + 3 * HOUR + 5)
+        assert await ticker.run_all() == []
+        assert await tick_jobs(engine) == {}
+        await set_schedule_paused(engine, "digest", False)
+        assert await ticker.run_all() == []  # the slots that fell while paused are dropped
+        clock.set(T0 + 4 * HOUR + 5)
+        [report] = await ticker.run_all()
+        assert [slot for slot, _ in report.enqueued] == [T0 + 4 * HOUR]
+        with pytest.raises(NotFoundError):
+            await set_schedule_paused(engine, "nope", True)

@@ -1595,13 +1595,35 @@ class StoreConformance:
         store = await store_factory()
         await store.schedule_put(schedule("hourly"))
         await store.schedule_put(schedule("doomed"))
+        await store.schedule_put(schedule("paused"))
         claimed = await store.schedule_claim("hourly", 0, last_slot=T0 + 3600,
                                              pending=(T0 + 3600, T0 + 7200), at=T0 + 7201)
+        paused = await store.schedule_set_paused("paused", True, at=T0 + 10)
         await store.schedule_delete("doomed")
 
         store, _ = await store_factory.reopen(store, T0 + 8000)
 
-        assert await store.schedule_list() == [claimed]
+        assert await store.schedule_list() == [claimed, paused]
+
+    async def test_pausing_a_schedule_bumps_its_version_and_resuming_skips_ahead(
+            self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        await store.schedule_put(schedule("hourly"))
+
+        paused = await store.schedule_set_paused("hourly", True, at=T0 + 100)
+        assert paused is not None
+        assert (paused.paused, paused.version, paused.last_slot) == (True, 1, T0)
+        # A claim decided before the pause finds the version moved.
+        assert await store.schedule_claim("hourly", 0, last_slot=T0 + 3600, pending=(),
+                                          at=T0 + 3601) is None
+        resumed = await store.schedule_set_paused("hourly", False, at=T0 + 9000)
+        assert resumed is not None
+        assert (resumed.paused, resumed.version, resumed.last_slot) == (False, 2, T0 + 9000)
+        assert await store.schedule_get("hourly") == resumed
+        # Resuming never moves the claimed slots back.
+        again = await store.schedule_set_paused("hourly", False, at=T0)
+        assert again is not None and again.last_slot == T0 + 9000
+        assert await store.schedule_set_paused("gone", True, at=T0) is None
 
 
 def schedule(name: str, *, cron: str = "0 * * * *", created_at: float = T0) -> Schedule:

@@ -64,6 +64,9 @@ LOG_EVENTS: dict[str, tuple[str, str, int]] = {
     "alert.test": ("alert_test_requested", "alert_id", logging.INFO),
     "schedule.create": ("schedule_created", "schedule", logging.WARNING),
     "schedule.delete": ("schedule_deleted", "schedule", logging.WARNING),
+    "schedule.run": ("schedule_run_requested", "schedule", logging.WARNING),
+    "schedule.pause": ("schedule_paused", "schedule", logging.WARNING),
+    "schedule.resume": ("schedule_resumed", "schedule", logging.WARNING),
     "cache.flush": ("cache_flushed", "cache", logging.WARNING),
 }
 ACTIONS = tuple(LOG_EVENTS)

@@ -201,6 +201,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "One cron schedule", {200: "The schedule"}, (403, 404)),
     ("DELETE", f"{PREFIX}/schedules/{{name}}"): Operation(
         "Remove a cron schedule (jobs it enqueued stay)", {200: "Deleted"}, (403, 404)),
+    ("POST", f"{PREFIX}/schedules/{{name}}/pause"): Operation(
+        "Pause a cron schedule: no slot is enqueued until it is resumed",
+        {200: "The schedule, paused"}, (403, 404)),
+    ("POST", f"{PREFIX}/schedules/{{name}}/resume"): Operation(
+        "Resume a cron schedule from its next slot (slots that fell while paused are dropped)",
+        {200: "The schedule, resumed"}, (403, 404)),
+    ("POST", f"{PREFIX}/schedules/{{name}}/run"): Operation(
+        "Enqueue a cron schedule's job once, now, outside its slots",
+        {201: "Enqueued", 200: "Already enqueued by the same request this second"},
+        (403, 404)),
     ("POST", f"{PREFIX}/jobs/schedule"): Operation(
         "Enqueue one job to start at a given time (runAt)",
         {201: "Enqueued", 200: "A job with this idempotency key exists"},

@@ -4,6 +4,9 @@
     GET    /schedules          every schedule, with its next slot (admin)                200
     GET    /schedules/{name}   one schedule (admin)                                      200
     DELETE /schedules/{name}   remove it; jobs it enqueued stay (admin)                  200
+    POST   /schedules/{name}/pause    enqueue nothing until resumed (admin)              200
+    POST   /schedules/{name}/resume   go on from the next slot (admin)                   200
+    POST   /schedules/{name}/run      enqueue its job once, now (admin)                  201 / 200
     POST   /jobs/schedule      one job at a given time (`runAt`), any role that enqueues 201
 
 A schedule's body: `name`, `cron` (five crontab fields), `timezone` (IANA, default UTC), `job`
@@ -35,7 +38,13 @@ from tickq.http.responses import json_response
 from tickq.http.schemas import MAX_DELAY_MS, CallbackUrl, JobOptions, Key, Name, NewJob
 from tickq.http.views import enqueued_view, iso
 from tickq.scheduling.scheduler import Scheduler
-from tickq.scheduling.schedules import NAME_PATTERN, create_schedule, delete_schedule
+from tickq.scheduling.schedules import (
+    NAME_PATTERN,
+    create_schedule,
+    delete_schedule,
+    run_schedule_now,
+    set_schedule_paused,
+)
 from tickq.scheduling.template import JobTemplate
 from tickq.scheduling.ticks import ScheduleTicker
 from tickq.storage.base import Schedule
@@ -158,13 +167,51 @@ async def remove_schedule(request: web.Request) -> web.Response:
     return json_response({"name": name, "deleted": True})
 
 
+@routes.post(f"{PREFIX}/schedules/{{name}}/pause")
+@audited("schedule.pause")
+@require("admin")
+async def pause_schedule(request: web.Request) -> web.Response:
+    """Stop enqueueing the schedule's jobs; slots that fall while it is paused are dropped."""
+    name = request.match_info["name"]
+    note(request, name[:80])
+    schedule = await set_schedule_paused(request.app[ENGINE], name, True)
+    return json_response(schedule_view(schedule, _ticker(request)))
+
+
+@routes.post(f"{PREFIX}/schedules/{{name}}/resume")
+@audited("schedule.resume")
+@require("admin")
+async def resume_schedule(request: web.Request) -> web.Response:
+    """Enqueue the schedule's jobs again from its next slot."""
+    name = request.match_info["name"]
+    note(request, name[:80])
+    schedule = await set_schedule_paused(request.app[ENGINE], name, False)
+    return json_response(schedule_view(schedule, _ticker(request)))
+
+
+@routes.post(f"{PREFIX}/schedules/{{name}}/run")
+@audited("schedule.run")
+@require("admin")
+async def run_schedule(request: web.Request) -> web.Response:
+    """Enqueue the schedule's job once, now, outside its slots; its own slots are untouched.
+    The same request again within the same second returns the job it made (200)."""
+    name = request.match_info["name"]
+    note(request, name[:80])
+    engine = request.app[ENGINE]
+    job, created = await run_schedule_now(engine, name)
+    note(request, name[:80], job_id=job.id, new_job=created)
+    return json_response(enqueued_view(job, engine.clock.now(), created=created),
+                         status=201 if created else 200)
+
+
 def schedule_view(s: Schedule, ticker: ScheduleTicker) -> dict[str, Any]:
     return {"name": s.name, "cron": s.cron, "timezone": s.timezone,
             "job": JobTemplate.from_json(s.template_json).view(), "missedTicks": s.missed,
             "tenantId": s.tenant_id, "userId": s.user_id, "createdAt": iso(s.created_at),
-            "lastSlot": iso(s.last_slot), "nextRunAt": iso(ticker.next_run_at(s)),
+            "lastSlot": iso(s.last_slot),
+            "nextRunAt": None if s.paused else iso(ticker.next_run_at(s)),
             "pending": [iso(t) for t in s.pending], "lastJobId": s.last_job_id,
-            "lastError": s.last_error}
+            "lastError": s.last_error, "paused": s.paused}
 
 
 def _ticker(request: web.Request) -> ScheduleTicker:

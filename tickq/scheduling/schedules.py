@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 
 from tickq.engine.engine import Engine
+from tickq.engine.producer import Enqueued
 from tickq.errors import IdempotencyConflictError, NotFoundError, ValidationError
-from tickq.scheduling.cron import Cron, CronError
+from tickq.scheduling.cron import Cron, CronError, slot_iso
 from tickq.scheduling.scheduler import Scheduler
 from tickq.scheduling.template import JobTemplate
 from tickq.scheduling.ticks import MISSED_POLICIES, tick_key
@@ -85,5 +86,29 @@ async def delete_schedule(engine: Engine, name: str, *,
         scheduler.forget(name)
 
 
+async def set_schedule_paused(engine: Engine, name: str, paused: bool) -> Schedule:
+    """Pause a schedule (no slot is enqueued until it is resumed) or resume it (from its next
+    slot on; those that fell while it was paused are dropped). `NotFoundError` when there is
+    no such schedule. Every node sees the change, since it is in the store."""
+    changed = await engine.store.schedule_set_paused(name, paused, at=engine.clock.now())
+    if changed is None:
+        raise NotFoundError(f"no schedule named {name[:80]!r}", code="schedule_not_found")
+    return changed
+
+
+async def run_schedule_now(engine: Engine, name: str) -> Enqueued:
+    """Enqueue the job of schedule `name` once, now, outside its slots (an operator's "run
+    now"); the schedule's own slots are untouched. The key is `schedule:<name>:now:<second>`,
+    so a request sent twice within the same second enqueues one job."""
+    schedule = await engine.store.schedule_get(name)
+    if schedule is None:
+        raise NotFoundError(f"no schedule named {name[:80]!r}", code="schedule_not_found")
+    template = JobTemplate.from_json(schedule.template_json)
+    spec = template.spec(engine.registry, key=f"schedule:{name}:now:{slot_iso(engine.clock.now())}",
+                         tenant_id=schedule.tenant_id, user_id=schedule.user_id)
+    [enqueued] = await engine.enqueue_many([spec])
+    return enqueued
+
+
 __all__ = ["NAME_PATTERN", "ScheduleExistsError", "check_schedule", "create_schedule",
-           "delete_schedule"]
+           "delete_schedule", "run_schedule_now", "set_schedule_paused"]

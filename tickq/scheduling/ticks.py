@@ -15,6 +15,10 @@ idempotency key `schedule:<name>:<slot in UTC>` and settles the claim. If it die
 slots stay pending; after `pending_grace_s` whoever runs the schedule next claims them again (one
 node wins that too) and enqueues them under the same keys, so a job that did get enqueued is
 found by its key instead of made twice.
+
+A paused schedule claims nothing (a claim made before the pause is still finished); resuming it
+moves `last_slot` to the moment of the resume, so the slots that fell meanwhile are dropped
+whatever the missed-tick policy says: a pause is an operator's decision, not an outage.
 """
 
 from __future__ import annotations
@@ -105,6 +109,8 @@ class ScheduleTicker:
                 "event": "schedule_pending_recovered", "schedule": schedule.name,
                 "slots": [slot_iso(s) for s in schedule.pending]})
             return await self._enqueue(taken, taken.pending, TickReport(schedule.name))
+        if schedule.paused:
+            return None
         cron = self.cron(schedule)
         latest = cron.latest(schedule.last_slot, now)
         if latest is None:

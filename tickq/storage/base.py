@@ -234,6 +234,9 @@ class Schedule:
     #: the job the latest enqueued slot became, and the error of the latest slot that failed
     last_job_id: str | None = None
     last_error: str | None = None
+    #: an operator paused it: no slot is claimed until it is resumed, and the slots that fall
+    #: meanwhile are dropped, not caught up
+    paused: bool = False
 
     @property
     def template(self) -> Any:
@@ -453,4 +456,11 @@ class Store(Protocol):
         """The `pending` slots were enqueued (the last one as `job_id`) or failed with `error`:
         clear them if they are still the pending ones, record the outcome and bump the
         version. Returns the schedule as it is then (None: it is gone)."""
+        ...
+
+    async def schedule_set_paused(self, name: str, paused: bool, *,
+                                  at: float) -> Schedule | None:
+        """Pause or resume a schedule and bump its version (so a claim decided before the
+        change fails). Resuming moves `last_slot` up to `at`: the slots that fell while it was
+        paused are dropped. Returns the schedule as it is then (None: it is gone)."""
         ...

@@ -295,3 +295,8 @@ class MemoryStore:
                               job_id: str | None, error: str | None) -> Schedule | None:
         self._require_open()
         return self._schedules.settle(name, pending, job_id=job_id, error=error)
+
+    async def schedule_set_paused(self, name: str, paused: bool, *,
+                                  at: float) -> Schedule | None:
+        self._require_open()
+        return self._schedules.set_paused(name, paused, at=at)

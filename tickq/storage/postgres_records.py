@@ -39,7 +39,7 @@ _ALERT_COLUMNS = ("id, severity, alert_type, message, queue_name, metric_value, 
 _SNAPSHOT_COLUMNS = ("queue_name, waiting_count, delayed_count, active_count, completed_count, "
                      "failed_count, oldest_age_s, captured_at")
 _SCHEDULE_COLUMNS = ("name, cron, timezone, template, missed, tenant_id, user_id, created_at, "
-                     "last_slot, pending, pending_at, version, last_job_id, last_error")
+                     "last_slot, pending, pending_at, version, last_job_id, last_error, paused")
 
 
 
@@ -61,7 +61,7 @@ def _schedule(r: Sequence[Any]) -> Schedule:
     return Schedule(name=r[0], cron=r[1], timezone=r[2], template_json=bytes(r[3]),
                     missed=r[4], tenant_id=r[5], user_id=r[6], created_at=r[7], last_slot=r[8],
                     pending=tuple(r[9]), pending_at=r[10], version=int(r[11]),
-                    last_job_id=r[12], last_error=r[13])
+                    last_job_id=r[12], last_error=r[13], paused=bool(r[14]))
 
 
 def _count(status: str) -> int:
@@ -252,10 +252,10 @@ class PostgresRecords:
             if replace else "DO NOTHING")
         status = await self._write().execute(
             f"INSERT INTO schedules ({_SCHEDULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-            f"$8, $9, $10, $11, $12, $13, $14) ON CONFLICT (name) {conflict}",
+            f"$8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (name) {conflict}",
             s.name, s.cron, s.timezone, s.template_json, s.missed, s.tenant_id, s.user_id,
             s.created_at, s.last_slot, list(s.pending), s.pending_at, s.version, s.last_job_id,
-            s.last_error)
+            s.last_error, s.paused)
         return _count(status) == 1
 
     async def schedule_get(self, name: str) -> Schedule | None:
@@ -290,4 +290,12 @@ class PostgresRecords:
             "pending = CASE WHEN pending = $2::float8[] THEN '{}' ELSE pending END "
             f"WHERE name = $1 RETURNING {_SCHEDULE_COLUMNS}", name, list(pending), job_id,
             error)
+        return None if r is None else _schedule(r)
+
+    async def schedule_set_paused(self, name: str, paused: bool, *,
+                                  at: float) -> Schedule | None:
+        r = await self._write().fetchrow(
+            "UPDATE schedules SET paused = $2, version = version + 1, "
+            "last_slot = CASE WHEN $2 THEN last_slot ELSE greatest(last_slot, $3) END "
+            f"WHERE name = $1 RETURNING {_SCHEDULE_COLUMNS}", name, paused, at)
         return None if r is None else _schedule(r)

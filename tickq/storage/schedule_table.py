@@ -49,6 +49,16 @@ class ScheduleTable:
         self._rows[name] = claimed
         return claimed
 
+    def set_paused(self, name: str, paused: bool, *, at: float) -> Schedule | None:
+        current = self._rows.get(name)
+        if current is None:
+            return None
+        last_slot = current.last_slot if paused else max(current.last_slot, at)
+        changed = dataclasses.replace(current, paused=paused, last_slot=last_slot,
+                                      version=current.version + 1)
+        self._rows[name] = changed
+        return changed
+
     def settle(self, name: str, pending: tuple[float, ...], *, job_id: str | None,
                error: str | None) -> Schedule | None:
         current = self._rows.get(name)

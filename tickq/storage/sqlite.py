@@ -745,6 +745,14 @@ class SqliteStore:
             await self._save_schedule(settled)
         return settled
 
+    async def schedule_set_paused(self, name: str, paused: bool, *,
+                                  at: float) -> Schedule | None:
+        self._require_open()
+        changed = self._schedules.set_paused(name, paused, at=at)
+        if changed is not None:
+            await self._save_schedule(changed)
+        return changed
+
     # --- monitor: alerts and queue snapshots ---------------------------------------------------
     # Written through the journal like events and reports; read through the reader connection
     # (every write is awaited until committed, so the reader sees it afterwards).
