@@ -20,14 +20,18 @@ failed answers 409, one the caller may not see 404.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
+from tickq.engine.engine import Engine
+from tickq.engine.job import Job
 from tickq.engine.states import JobState
 from tickq.errors import JobNotFoundError, TickqError, ValidationError
 from tickq.http.access import can_see, principal, require
 from tickq.http.audit import audited, note
+from tickq.http.auth import Principal
 from tickq.http.body import parse, read_json
 from tickq.http.jobs import page_of
 from tickq.http.keys import ENGINE
@@ -75,19 +79,7 @@ async def retry_dlq(request: web.Request) -> web.Response:
     if len(set(body.jobIds)) != len(body.jobIds):
         raise ValidationError("jobIds lists an id more than once", code="duplicate_job_id",
                               field="jobIds")
-    results: list[dict[str, Any]] = []
-    for job_id in body.jobIds:
-        job = await engine.get(job_id) if len(job_id) <= MAX_ID_CHARS else None
-        if job is None or not can_see(caller, job):
-            results.append(_error(job_id, "job_not_found", f"job {job_id} not found", 404))
-            continue
-        try:
-            job = await engine.retry(job.id, body.attempts)
-        except TickqError as exc:
-            results.append(_error(job_id, exc.code, exc.message, status_for(exc)))
-            continue
-        results.append({"jobId": job.id, "status": "retrying", "queue": job.queue,
-                        "attempts": job.attempts, "maxAttempts": job.max_attempts})
+    results = await retry_failed(engine, caller, body.jobIds, body.attempts)
     retried = sum(1 for r in results if r["status"] == "retrying")
     note(request, ",".join(body.jobIds), requested=len(body.jobIds), retried=retried)
     return json_response({"total": len(results), "retried": retried,
@@ -99,14 +91,39 @@ async def retry_dlq(request: web.Request) -> web.Response:
 @require("admin", "venue_admin")
 async def discard_dlq(request: web.Request) -> web.Response:
     caller, engine = principal(request), request.app[ENGINE]
-    job_id = request.match_info["id"]
-    job = await engine.get(job_id) if len(job_id) <= MAX_ID_CHARS else None
-    if job is None or not can_see(caller, job):
-        raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
-    gone = await engine.discard(job.id)
+    gone = await discard_failed(engine, caller, request.match_info["id"])
     note(request, gone.id)
     return json_response({"jobId": gone.id, "status": "discarded", "queue": gone.queue,
                           "type": gone.type})
+
+
+async def retry_failed(engine: Engine, caller: Principal, job_ids: Sequence[str],
+                       attempts: int | None = None) -> list[dict[str, Any]]:
+    """Retry each listed job for `caller` (the API's bulk retry and the dashboard's): one
+    result per id, in order, a job the caller may not see reported exactly like a missing one."""
+    results: list[dict[str, Any]] = []
+    for job_id in job_ids:
+        job = await engine.get(job_id) if len(job_id) <= MAX_ID_CHARS else None
+        if job is None or not can_see(caller, job):
+            results.append(_error(job_id, "job_not_found", f"job {job_id} not found", 404))
+            continue
+        try:
+            job = await engine.retry(job.id, attempts)
+        except TickqError as exc:
+            results.append(_error(job_id, exc.code, exc.message, status_for(exc)))
+            continue
+        results.append({"jobId": job.id, "status": "retrying", "queue": job.queue,
+                        "attempts": job.attempts, "maxAttempts": job.max_attempts})
+    return results
+
+
+async def discard_failed(engine: Engine, caller: Principal, job_id: str) -> Job:
+    """Delete one failed job `caller` may see; `JobNotFoundError` for one they may not (or
+    that does not exist), `IllegalTransitionError` for one that is not failed."""
+    job = await engine.get(job_id) if len(job_id) <= MAX_ID_CHARS else None
+    if job is None or not can_see(caller, job):
+        raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+    return await engine.discard(job.id)
 
 
 def _error(job_id: str, code: str, message: str, status: int) -> dict[str, Any]:

@@ -285,18 +285,22 @@ async def list_jobs(request: web.Request) -> web.Response:
     q = parse(ListQuery, query_values(request.query), what="the query string", strict=False)
     if q.queue is not None:
         _known_queue(engine, q.queue)
-    if q.tenant is None:
-        tenant = None if caller.is_admin else caller.tenant_id
-    elif caller.is_admin or q.tenant == caller.tenant_id:
-        tenant = q.tenant
-    else:
-        raise PermissionDeniedError("only admins may list another tenant's jobs")
     query = JobQuery(queue=q.queue, states=frozenset(q.state) if q.state else None, type=q.type,
-                     tenant_id=tenant, after=q.after, limit=q.limit)
+                     tenant_id=tenant_filter(caller, q.tenant), after=q.after, limit=q.limit)
     page, cursor = await page_of(engine, caller, query)
     now = engine.clock.now()
     return json_response({"jobs": [job_view(j, now) for j in page], "count": len(page),
                           "limit": q.limit, "nextCursor": cursor})
+
+
+def tenant_filter(caller: Principal, asked: str | None) -> str | None:
+    """The tenant a listing is narrowed to: the one asked for, or (for everyone but admins)
+    the caller's own; asking for another tenant is for admins only (403)."""
+    if asked is None:
+        return None if caller.is_admin else caller.tenant_id
+    if caller.is_admin or asked == caller.tenant_id:
+        return asked
+    raise PermissionDeniedError("only admins may list another tenant's jobs")
 
 
 async def page_of(engine: Engine, caller: Principal, query: JobQuery
