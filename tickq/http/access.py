@@ -1,10 +1,11 @@
 """Who may call what, and who may see which job.
 
-Every route needs a valid bearer token except the ones listed as public (probes and the
-Prometheus scrape). Roles are checked per route with `@require(...)`; which jobs a caller may
-see is one function, `can_see`, used by every job route so that reads, listings, retries and
-cancels agree. A job the caller may not see is reported as not found (404), never as forbidden:
-a 403 would confirm that the id exists in another tenant.
+Every route needs a valid bearer token except the ones listed as public (probes, the
+Prometheus scrape, and the dashboard, which signs its users in with a session cookie of its own:
+`tickq.http.dashboard.guard`). Roles are checked per route with `@require(...)`; which jobs a
+caller may see is one function, `can_see`, used by every job route so that reads, listings,
+retries and cancels agree. A job the caller may not see is reported as not found (404), never
+as forbidden: a 403 would confirm that the id exists in another tenant.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from tickq.http.keys import PRINCIPAL, VERIFIER
 PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/metrics", "/api/v1/queue/health",
                                           "/api/v1/queue/health/ready",
                                           "/api/v1/queue/openapi.json", "/api/v1/queue/docs",
-                                          "/api/v1/queue/webhooks/stripe"})
-PUBLIC_PREFIXES: tuple[str, ...] = ("/health/",)
+                                          "/api/v1/queue/webhooks/stripe", "/dashboard"})
+PUBLIC_PREFIXES: tuple[str, ...] = ("/health/", "/dashboard/")
 
 #: the attribute `require` leaves on a handler: the roles it admits (for docs and OpenAPI)
 ROLES_ATTR: Final = "tickq_roles"

@@ -18,6 +18,7 @@ from tickq.http import (
     alerts,
     audit,
     cache,
+    dashboard,
     dlq,
     health,
     jobs,
@@ -83,6 +84,7 @@ def make_app(settings: Settings, engine: Engine, *,
         app[schedules.SCHEDULER] = scheduler
     for table in ROUTE_TABLES:
         app.add_routes(table)
+    dashboard.setup(app)  # the operators' pages at /dashboard, signed in by cookie
     app.on_response_prepare.append(secure_headers)
     app.cleanup_ctx.append(_engine_lifecycle)
     return app

@@ -44,7 +44,8 @@ MAX_WINDOWS = 50_000
 #: routes (canonical paths) never limited
 EXEMPT_PATHS = frozenset({"/health", "/api/v1/queue/health", "/api/v1/queue/health/ready",
                           "/api/v1/queue/webhooks/stripe"})
-EXEMPT_PREFIXES = ("/health/",)
+#: (the dashboard's script and stylesheet too: a page load is one request, not three)
+EXEMPT_PREFIXES = ("/health/", "/dashboard/static")
 #: enqueue routes, limited by API_RATE_LIMIT_JOBS_PER_MIN
 ENQUEUE_PATHS = frozenset({"/api/v1/queue/jobs", "/api/v1/queue/jobs/batch",
                            "/api/v1/queue/jobs/schedule"})
