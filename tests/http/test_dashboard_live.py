@@ -88,3 +88,29 @@ async def test_the_stream_ends_when_the_session_does(api: Api) -> None:
     rest = await asyncio.wait_for(resp.content.read(), 5.0)  # returns at the end of the stream
     assert time.monotonic() - started < 4.0
     assert b"event: counts" not in rest  # nothing more was sent after the session ended
+
+
+def failed(snapshot: dict[str, Any], queue: str) -> int:
+    return int(next(q for q in snapshot["queues"] if q["name"] == queue)["failed"])
+
+
+def is_paused(snapshot: dict[str, Any], queue: str) -> bool:
+    return bool(next(q for q in snapshot["queues"] if q["name"] == queue)["paused"])
+
+
+async def test_discards_and_queue_pauses_reach_an_open_stream(api: Api) -> None:
+    # Neither is a job moving between states the way a completion is: a discard deletes the
+    # job, a pause changes the queue.
+    job_id = await api.enqueue({"queue": "communication", "type": "send-push",
+                                "data": {"userId": "u1", "title": "t", "body": "b"}})
+    await api.wait_state(job_id, "failed")  # no push provider: straight to the DLQ
+    await sign_in(api)
+    resp = await api.client.get(f"{DASH}/events")
+    assert failed(await next_snapshot(resp), "communication") == 1
+    await api.engine.discard(job_id)
+    assert failed(await next_snapshot(resp, timeout=1.5), "communication") == 0
+    await api.engine.resume("money")  # the test app holds money and background paused
+    assert not is_paused(await next_snapshot(resp, timeout=2.5), "money")
+    await api.engine.pause("money")
+    assert is_paused(await next_snapshot(resp, timeout=2.5), "money")
+    resp.close()

@@ -371,6 +371,7 @@ class Engine:
         job = await self.store.job_discard(job_id)
         log.info("dead-letter job discarded", extra={"event": "discarded", "job_id": job.id,
                                                     "queue": job.queue})
+        self.events.emit(EventKind.DISCARDED, job, self.clock.now())
         return job
 
     async def update_result(self, job_id: str, change: Callable[[Job], Any]) -> Job:

@@ -29,6 +29,7 @@ class EventKind(StrEnum):
     STALLED = "stalled"        # its run was lost (lease expired or process died)
     EXPIRED = "expired"        # failed because it waited past expires_at
     REVIVED = "revived"        # a dead-letter job was put back to waiting
+    DISCARDED = "discarded"    # a dead-letter job was deleted for good
 
 
 @dataclass(slots=True, frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tickq.engine.engine import Engine
 from tickq.engine.events import Event, EventKind
 from tickq.http.dashboard.charts import chart_points
 from tickq.http.dashboard.guard import PREFIX, may, signed_in
@@ -38,10 +39,13 @@ routes = web.RouteTableDef()
 COALESCE_S = 0.3
 #: a comment line this often while nothing changes
 HEARTBEAT_S = 15.0
+#: how often an idle stream looks for changes that are not job events (queue pauses)
+RECHECK_S = 1.0
 #: the events that change a count
 KINDS = frozenset({EventKind.ENQUEUED, EventKind.STARTED, EventKind.COMPLETED, EventKind.FAILED,
                    EventKind.RETRIED, EventKind.DEFERRED, EventKind.CANCELLED,
-                   EventKind.STALLED, EventKind.EXPIRED, EventKind.REVIVED})
+                   EventKind.STALLED, EventKind.EXPIRED, EventKind.REVIVED,
+                   EventKind.DISCARDED})
 
 
 class Streams:
@@ -73,6 +77,10 @@ async def snapshot(request: web.Request, with_charts: bool) -> dict[str, Any]:
     return found
 
 
+def _paused(engine: Engine) -> tuple[bool, ...]:
+    return tuple(engine.is_paused(q.name) for q in engine.registry.queues)
+
+
 def _message(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
@@ -98,22 +106,29 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     unsubscribe = engine.events.subscribe(changed, KINDS)
     streams.open.add(wake)
+    paused = _paused(engine)
+    quiet_since = time.monotonic()
     try:
         await response.write(b"retry: 2000\n\n")
         while not streams.closing.is_set():
             if time.time() >= session.until:
                 break  # the session ended: the page's next load asks to sign in again
+            now_paused = _paused(engine)
+            if now_paused != paused:  # a pause is no job event; it is looked at every second
+                paused, stale = now_paused, True
             if stale:
                 stale = False
                 await response.write(_message("counts", await snapshot(request, with_charts)))
+                quiet_since = time.monotonic()
                 await asyncio.sleep(COALESCE_S)
                 continue
+            if time.monotonic() - quiet_since >= HEARTBEAT_S:
+                await response.write(b": heartbeat\n\n")
+                quiet_since = time.monotonic()
             wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(),
-                                       max(0.0, min(HEARTBEAT_S, session.until - time.time())))
-            if not stale and not streams.closing.is_set():
-                await response.write(b": heartbeat\n\n")
+                                       max(0.0, min(RECHECK_S, session.until - time.time())))
     finally:
         unsubscribe()
         streams.open.discard(wake)
