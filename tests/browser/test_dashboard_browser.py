@@ -189,3 +189,38 @@ async def test_a_post_without_the_csrf_token_is_refused(live_server: LiveServer,
                                       form={"queue": "money"})
     assert refused.status == 403 and (await refused.json())["code"] == "csrf_failed"
     assert not live_server.engine.is_paused("money")
+
+
+async def test_the_dashboard_works_from_the_keyboard_alone(live_server: LiveServer,
+                                                           page: Page) -> None:
+    from playwright.async_api import expect
+
+    await live_server.engine.resume("money")
+    await page.goto(live_server.url("/dashboard/login"))
+    await page.keyboard.type(live_server.token())  # the token field has the focus
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(live_server.url("/dashboard"))
+
+    # Tab walks the skip link, the navigation, sign-out and each queue's button, each with a
+    # visible focus ring.
+    reached: list[str] = []
+    for _ in range(30):
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate(
+            "() => { const e = document.activeElement; const s = getComputedStyle(e);"
+            " return [e.tagName + ':' + e.textContent.trim(), s.outlineStyle, s.outlineWidth]; }")
+        if focused[0].startswith("BODY:"):
+            break  # past the last control
+        reached.append(focused[0])
+        assert focused[1] != "none" and focused[2] != "0px", focused
+    for wanted in ("A:Skip to content", "A:Overview", "A:Jobs", "A:Dead letters", "A:Limits",
+                   "A:Alerts", "A:Schedules", "BUTTON:Sign out", "BUTTON:Pause"):
+        assert wanted in reached, (wanted, reached)
+
+    # and Enter on the money queue's button pauses it
+    button = page.locator('tr[data-queue="money"] button', has_text="Pause")
+    await button.focus()
+    await page.keyboard.press("Enter")
+    await expect(cell(page, "money", "paused")).to_have_text("yes")
+    assert live_server.engine.is_paused("money")
+    await screenshot(page, "dashboard-keyboard")
