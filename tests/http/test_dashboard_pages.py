@@ -95,6 +95,27 @@ async def test_job_detail_masks_personal_data_and_shows_the_error_history(api: A
     assert "enqueued on communication" in text and "failed</li>" in text
 
 
+async def test_the_timeline_shows_an_operators_retry_without_naming_the_operator(
+        api: Api) -> None:
+    push = await api.enqueue({"queue": "communication", "type": "send-push",
+                              "data": {"userId": "u1", "title": "t", "body": "b"}})
+    await api.wait_state(push, "failed")
+    resp = await api.client.post("/api/v1/queue/dlq/retry", json={"jobIds": [push]},
+                                 headers=auth("admin", "t9", "ops-anna"))
+    assert resp.status == 200, await resp.text()
+    await api.wait_state(push, "failed")  # still no push provider: back to the DLQ
+    await sign_in(api, "user", "t1", "u1")  # the job's own user
+    text = await (await api.client.get(f"{DASH}/jobs/{push}")).text()
+    steps = re.findall(r"<li>.*?</li>", text.split('class="timeline"')[1], re.S)
+    labels = [re.sub(r"<[^>]+>|\s+", " ", step).strip() for step in steps]
+    retried = [i for i, label in enumerate(labels)
+               if "put back to waiting by an operator (admin)" in label]
+    failures = [i for i, label in enumerate(labels) if "attempt" in label and "failed" in label]
+    assert len(retried) == 1 and len(failures) == 2
+    assert failures[0] < retried[0] < failures[1]  # in the order it happened
+    assert "ops-anna" not in text
+
+
 async def test_each_page_renders_real_values(api: Api) -> None:
     failed = await api.enqueue({"queue": "communication", "type": "send-push",
                                 "data": {"userId": "u1", "title": "t", "body": "b"}})

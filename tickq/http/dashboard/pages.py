@@ -9,6 +9,8 @@ an operator needs to see the shape of a job, not a customer's email address or c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -20,6 +22,8 @@ from tickq.engine.job import Job
 from tickq.engine.states import JobState
 from tickq.errors import AuthenticationError, TickqError
 from tickq.http.access import can_see
+from tickq.http.audit import AUDIT_LOG_KEY
+from tickq.http.audit import MAX_LIMIT as AUDIT_MAX_LIMIT
 from tickq.http.body import parse
 from tickq.http.dashboard.charts import Chart, charts
 from tickq.http.dashboard.guard import PREFIX, may, safe_next, signed_in
@@ -179,10 +183,39 @@ def pretty(value: Any) -> str:
     return orjson.dumps(redact_value(value), option=orjson.OPT_INDENT_2).decode()
 
 
-def timeline(job: Job, now: float) -> list[tuple[float, str]]:
+#: operator actions on one job, as the audit trail names them, and how the timeline says them
+OPERATOR_STEPS = {"job.retry": "put back to waiting by an operator",
+                  "dlq.retry": "put back to waiting by an operator",
+                  "job.cancel": "cancelled by an operator"}
+
+
+async def operator_steps(request: web.Request, job: Job) -> list[tuple[float, str]]:
+    """The audited operator actions that succeeded on `job` (a DLQ retry is in no field of
+    the record, only in the trail), with the acting role but not the operator's name: the
+    job's tenant may read this page."""
+    trail = request.get(AUDIT_LOG_KEY)
+    if trail is None:
+        return []
+    steps = []
+    for entry in await trail.read(AUDIT_MAX_LIMIT):
+        label = OPERATOR_STEPS.get(str(entry.get("action")))
+        if (label is None or entry.get("outcome") != "ok"
+                or job.id not in str(entry.get("target") or "").split(",")):
+            continue
+        try:
+            at = datetime.fromisoformat(str(entry["at"])).timestamp()
+        except (KeyError, ValueError):
+            continue
+        steps.append((at, f"{label} ({entry.get('role')})"))
+    return steps
+
+
+def timeline(job: Job, now: float, steps: Sequence[tuple[float, str]] = ()
+             ) -> list[tuple[float, str]]:
     """The job's state changes, oldest first, from what the store keeps: when it was enqueued,
-    each failed attempt, its latest start, when it is (or was) due, and how it ended."""
-    events: list[tuple[float, str]] = [(job.created_at, f"enqueued on {job.queue}")]
+    each failed attempt, its latest start, when it is (or was) due, and how it ended; with the
+    operator `steps` (retries, cancels) that the record itself does not keep."""
+    events: list[tuple[float, str]] = [(job.created_at, f"enqueued on {job.queue}"), *steps]
     for e in job.errors:
         events.append((e.at, f"attempt {e.attempt} failed: {e.type}"))
     if job.started_at is not None:
@@ -207,4 +240,4 @@ async def job_detail(request: web.Request) -> web.StreamResponse:
     return render(request, "job.html", {
         "job": job, "status": status_of(job, now), "data": pretty(job.data),
         "result": None if job.result is None else pretty(job.result), "errors": errors,
-        "timeline": timeline(job, now)})
+        "timeline": timeline(job, now, await operator_steps(request, job))})
