@@ -116,7 +116,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     engine = Engine(store, shutdown_grace_s=settings.shutdown_grace_s,
                     limiter=RateLimiter(settings.rate_limits()))
-    announce = None if dev_token is None else lambda: print_dev_token(dev_token)
+    dashboard = f"http://{browsable(settings.host)}:{settings.port}/dashboard"
+    announce = None if dev_token is None else lambda: print_dev_token(dev_token, dashboard)
     tune_collector()
     try:
         asyncio.run(serve(settings, engine, on_listening=announce))
@@ -140,7 +141,16 @@ def tune_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def print_dev_token(token: str) -> None:
+def browsable(host: str) -> str:
+    """`host` as it goes in a URL a person can open: a wildcard bind is reached on loopback."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def print_dev_token(token: str, dashboard: str | None = None) -> None:
     """Development without JWT_SECRET: show the one admin token for this process's ephemeral
     secret on stdout (never in the log, which may be shipped elsewhere)."""
     import logging
@@ -153,6 +163,8 @@ def print_dev_token(token: str) -> None:
     print(f"tickq: development mode, no JWT_SECRET set. Admin token (tenant {DEV_TENANT!r}, "
           f"valid {DEV_TOKEN_TTL_S // 3600} h, only while this process runs):\n{token}",
           flush=True)
+    if dashboard is not None:
+        print(f"tickq: dashboard at {dashboard} (sign in with the token above)", flush=True)
 
 
 def prepare_data_dir(settings: Settings) -> None:

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from httpkit import SECRET
 
-from tickq.cli import main
+from tickq.cli import browsable, main
 from tickq.http.auth import verifier_from_settings
 from tickq.settings import load_settings
 
@@ -72,3 +72,11 @@ def test_a_venue_admin_token_needs_venues(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("JWT_SECRET", SECRET)
     assert main(["token", "--role", "venue_admin", "--tenant", "t1"]) == 2
     assert "--venues" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("host", "shown"), [("0.0.0.0", "127.0.0.1"), ("::", "[::1]"),
+                                             ("::1", "[::1]"), ("127.0.0.1", "127.0.0.1"),
+                                             ("tickq.internal", "tickq.internal")])
+def test_the_dashboard_address_printed_in_development_can_be_opened(host: str,
+                                                                    shown: str) -> None:
+    assert browsable(host) == shown

@@ -56,6 +56,7 @@ def test_development_prints_one_admin_token_that_works(tmp_path: Path) -> None:
         wait_ready(service, base)
         token = printed_token(service)
         assert "development mode" in service.out.read_text()
+        assert f"dashboard at {base}/dashboard" in service.out.read_text()
         assert token not in service.stderr()  # shown once, on stdout, never logged
         assert call(f"{base}{JOBS}")[0] == 401
         body = {"queue": "background", "type": "analytics-track",
