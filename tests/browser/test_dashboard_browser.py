@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from browserkit import LiveServer, screenshot, watch_console
 
+from tickq.engine.engine import Engine
 from tickq.engine.job import Job
 from tickq.errors import PermanentError
 from tickq.storage.base import NewAlert
@@ -25,6 +26,16 @@ async def sign_in(server: LiveServer, page: Page, role: str = "admin") -> None:
     await page.get_by_label("Token").fill(server.token(role))
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url(server.url("/dashboard"))
+
+
+async def dead_letter(engine: Engine) -> Job:
+    """A push job its provider refused for good: in the dead-letter queue."""
+    def refuse(job: Job) -> None:
+        raise PermanentError("device token rejected")
+
+    engine.register("send-push", refuse)
+    failed = await engine.enqueue("send-push", PUSH, tenant_id="t1", user_id="u1")
+    return await engine.wait(failed.id, timeout=5)
 
 
 def cell(page: Page, queue: str, count: str) -> Any:
@@ -107,12 +118,7 @@ async def test_retrying_a_dead_letter_job_sees_it_complete(live_server: LiveServ
 
     engine = live_server.engine
 
-    def refuse(job: Job) -> None:
-        raise PermanentError("device token rejected")
-
-    engine.register("send-push", refuse)
-    failed = await engine.enqueue("send-push", PUSH, tenant_id="t1", user_id="u1")
-    await engine.wait(failed.id, timeout=5)
+    failed = await dead_letter(engine)
     engine.register("send-push", lambda job: {"delivered": True})
     await sign_in(live_server, page)
     await page.goto(live_server.url("/dashboard/dlq"))
@@ -162,12 +168,7 @@ async def test_monitoring_sees_no_action_and_a_forced_post_is_refused(
         live_server: LiveServer, page: Page) -> None:
     engine = live_server.engine
 
-    def refuse(job: Job) -> None:
-        raise PermanentError("device token rejected")
-
-    engine.register("send-push", refuse)
-    failed = await engine.enqueue("send-push", PUSH, tenant_id="t1", user_id="u1")
-    await engine.wait(failed.id, timeout=5)
+    failed = await dead_letter(engine)
     await sign_in(live_server, page, "monitoring")
     for path in ("/dashboard", "/dashboard/dlq", "/dashboard/limits", "/dashboard/alerts"):
         await page.goto(live_server.url(path))

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -102,3 +103,19 @@ async def serve_api(env: Mapping[str, str] | None = None, *, rate_limit: bool = 
         await engine.pause("money")
         await engine.pause("background")
         yield Api(client, engine)
+
+
+def node_clients(url: str, data_dir: Path, nodes: int = 2) -> list[Client]:
+    """Test clients of `nodes` services sharing the PostgreSQL database at `url`, as separate
+    `tickq serve` processes would (one engine and store each); enter them to start them."""
+    from tickq.storage.postgres import PostgresStore
+
+    clients: list[Client] = []
+    for n in range(nodes):
+        settings = load_settings({"TICKQ_DATABASE_URL": url, "JWT_SECRET": SECRET,
+                                  "TICKQ_DATA_DIR": str(data_dir / f"node{n}"),
+                                  "API_RATE_LIMIT_ENABLED": "false",
+                                  "TICKQ_SCHEDULER_ENABLED": "false"})
+        engine = Engine(PostgresStore(url), shutdown_grace_s=0.5)
+        clients.append(TestClient(TestServer(make_app(settings, engine), host="127.0.0.1")))
+    return clients

@@ -7,14 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from httpkit import SECRET, auth
+from httpkit import auth, node_clients
 from pgkit import pg
-
-from tickq.engine.engine import Engine
-from tickq.http import make_app
-from tickq.settings import load_settings
-from tickq.storage.postgres import PostgresStore
 
 
 @pytest.fixture
@@ -25,15 +19,7 @@ async def url() -> AsyncIterator[str]:
 
 async def test_an_action_through_one_node_is_in_every_nodes_trail(url: str,
                                                                    tmp_path: Path) -> None:
-    clients = []
-    for n in range(2):
-        settings = load_settings({"TICKQ_DATABASE_URL": url, "JWT_SECRET": SECRET,
-                                  "TICKQ_DATA_DIR": str(tmp_path / f"node{n}"),
-                                  "API_RATE_LIMIT_ENABLED": "false",
-                                  "TICKQ_SCHEDULER_ENABLED": "false"})
-        engine = Engine(PostgresStore(url), shutdown_grace_s=0.5)
-        clients.append(TestClient(TestServer(make_app(settings, engine), host="127.0.0.1")))
-    one, two = clients
+    one, two = node_clients(url, tmp_path)
     async with one, two:
         resp = await one.post("/api/v1/queue/queues/background/pause", headers=auth())
         assert resp.status == 200, await resp.text()

@@ -130,12 +130,17 @@ async def test_acknowledging_an_alert(api: Api) -> None:
     assert await audit(api, "alert.acknowledge") == [("999", "failed"), (str(alert.id), "ok")]
 
 
-async def test_running_a_schedule_now_enqueues_its_job_once(api: Api) -> None:
+async def make_digest(api: Api) -> None:
+    """A daily schedule named `digest`, made through the API."""
     made = await api.client.post("/api/v1/queue/schedules", json={
         "name": "digest", "cron": "0 9 * * *",
         "job": {"queue": "communication", "type": "send-email",
                 "data": {"to": "ops@example.com", "template": "digest"}}}, headers=auth())
-    assert made.status == 201
+    assert made.status == 201, await made.text()
+
+
+async def test_running_a_schedule_now_enqueues_its_job_once(api: Api) -> None:
+    await make_digest(api)
     csrf = await sign_in(api)
     resp = await post(api, "/schedules/digest/run", csrf)
     assert resp.headers["Location"] == "/dashboard/schedules?done=ran"
@@ -152,11 +157,7 @@ async def test_running_a_schedule_now_enqueues_its_job_once(api: Api) -> None:
 
 
 async def test_pausing_and_resuming_a_schedule(api: Api) -> None:
-    made = await api.client.post("/api/v1/queue/schedules", json={
-        "name": "digest", "cron": "0 9 * * *",
-        "job": {"queue": "communication", "type": "send-email",
-                "data": {"to": "ops@example.com", "template": "digest"}}}, headers=auth())
-    assert made.status == 201
+    await make_digest(api)
     csrf = await sign_in(api)
     resp = await post(api, "/schedules/digest/pause", csrf)
     assert resp.headers["Location"] == "/dashboard/schedules?done=schedule-paused"

@@ -8,15 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from httpkit import SECRET, token
+from httpkit import node_clients, token
 from pgkit import pg
 
-from tickq.engine.engine import Engine
-from tickq.http import make_app
 from tickq.http.dashboard.session import COOKIE
-from tickq.settings import load_settings
-from tickq.storage.postgres import PostgresStore
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -28,15 +23,7 @@ async def url() -> AsyncIterator[str]:
 
 
 async def test_a_session_from_one_node_works_on_another(url: str, tmp_path: Path) -> None:
-    clients = []
-    for n in range(2):
-        settings = load_settings({"TICKQ_DATABASE_URL": url, "JWT_SECRET": SECRET,
-                                  "TICKQ_DATA_DIR": str(tmp_path / f"node{n}"),
-                                  "API_RATE_LIMIT_ENABLED": "false",
-                                  "TICKQ_SCHEDULER_ENABLED": "false"})
-        engine = Engine(PostgresStore(url), shutdown_grace_s=0.5)
-        clients.append(TestClient(TestServer(make_app(settings, engine), host="127.0.0.1")))
-    one, two = clients
+    one, two = node_clients(url, tmp_path)
     async with one, two:
         signed = await one.post("/dashboard/login", data={"token": token("admin")},
                                 allow_redirects=False)
