@@ -8,18 +8,18 @@ that refills the row by the time elapsed on the database clock and takes what is
 database; a refused take starts a lease in the background, and its tokens wake the provider's
 parked jobs through `RateLimiter.refilled`.
 
-So that a node's first calls do not wait for a round trip, a node may spend up to one lease
-(`burst // nodes_hint`) of a bucket on credit before its first lease returns; that lease charges
-the credit spent to the shared bucket at once, which may go below zero, so the nodes together
-pay it back before anyone is granted more.
+A lease takes at most `burst // nodes_hint` tokens, so that a few nodes share a burst instead
+of the first to ask taking all of it. A node spends nothing it has not leased: its first call
+on a bucket waits for one lease (a round trip), and so does any call that finds its tokens
+spent. Handing a starting node some tokens on credit would spare that one round trip, but then
+many nodes starting at the same instant would together exceed the burst by their credits.
 
-Bound on over-granting: every token spent was taken from the shared bucket or charged to it,
-so over any time the nodes together spend at most what the bucket handed out, plus the credit
-of a node that just started (one lease per node and bucket, paid back at the configured rate).
-Leased tokens unused for `LEASE_TTL_S` expire (they are dropped, never given back), so a token
-is spent at most that long after the database granted it: in any window of W seconds the nodes
-start at most `burst + rate * (W + LEASE_TTL_S)` calls, plus the credit of nodes starting within
-it. Expired tokens are lost to everyone, which errs on the side of the provider.
+Bound: every token spent was taken from the shared bucket, so over any time the nodes together
+spend at most what the bucket handed out. Leased tokens unused for `LEASE_TTL_S` expire (they
+are dropped, never given back), so a token is spent at most that long after the database
+granted it: in any window of W seconds the nodes, however many, start at most
+`burst + rate * (W + LEASE_TTL_S)` calls. Expired tokens are lost to everyone, which errs on
+the side of the provider.
 """
 
 from __future__ import annotations
@@ -48,25 +48,24 @@ ERROR_RETRY_S = 1.0
 #: the shortest pause before asking an empty bucket again (seconds)
 MIN_RETRY_S = 0.005
 
-#: Refill the bucket by the database time elapsed since the last lease, charge $5 tokens already
-#: spent on credit (the level may go below zero), take up to $4 of the whole tokens left, and
-#: return what was taken, what is left and the rate. The row is created full on first use; the
-#: configured rate and burst of the asking node are written back, so a changed limit takes
-#: effect with the next lease.
+#: Refill the bucket by the database time elapsed since the last lease, take up to $4 of the
+#: whole tokens there, and return what was taken, what is left and the rate. The row is created
+#: full on first use; the configured rate and burst of the asking node are written back, so a
+#: changed limit takes effect with the next lease.
 LEASE_SQL = """
 INSERT INTO provider_buckets AS b (bucket, rate, burst, tokens, granted, refilled_at)
 VALUES ($1, $2::float8, $3::float8,
-        $3::float8 - $5::float8 - least($4::integer, greatest(0, floor($3::float8 - $5::float8))),
-        least($4::integer, greatest(0, floor($3::float8 - $5::float8))), clock_timestamp())
+        $3::float8 - least($4::integer, greatest(0, floor($3::float8))),
+        least($4::integer, greatest(0, floor($3::float8))), clock_timestamp())
 ON CONFLICT (bucket) DO UPDATE SET
     rate = EXCLUDED.rate,
     burst = EXCLUDED.burst,
     granted = least($4::integer, greatest(0, floor(provider_bucket_level(
-        b.tokens, b.rate, EXCLUDED.burst, b.refilled_at, EXCLUDED.refilled_at) - $5::float8))),
+        b.tokens, b.rate, EXCLUDED.burst, b.refilled_at, EXCLUDED.refilled_at)))),
     tokens = provider_bucket_level(
-        b.tokens, b.rate, EXCLUDED.burst, b.refilled_at, EXCLUDED.refilled_at) - $5::float8
+        b.tokens, b.rate, EXCLUDED.burst, b.refilled_at, EXCLUDED.refilled_at)
         - least($4::integer, greatest(0, floor(provider_bucket_level(
-            b.tokens, b.rate, EXCLUDED.burst, b.refilled_at, EXCLUDED.refilled_at) - $5::float8))),
+            b.tokens, b.rate, EXCLUDED.burst, b.refilled_at, EXCLUDED.refilled_at)))),
     refilled_at = greatest(b.refilled_at, EXCLUDED.refilled_at)
 RETURNING granted, tokens, rate
 """
@@ -88,24 +87,20 @@ class Lease:
 
 
 async def lease(pool: asyncpg.Pool | asyncpg.Connection, bucket: str, config: LimitConfig,
-                n: int, spent: int = 0) -> Lease:
-    """Take up to n tokens of `bucket` from the shared row (created full on first use), after
-    charging `spent` tokens used on credit."""
+                n: int) -> Lease:
+    """Take up to n tokens of `bucket` from the shared row (created full on first use)."""
     row = await pool.fetchrow(LEASE_SQL, bucket, float(config.rate_per_s), float(config.burst),
-                              n, float(spent))
+                              n)
     return Lease(int(row["granted"]), float(row["tokens"]), float(row["rate"]))
 
 
 class _Held:
     """Tokens of one bucket leased by this node, and the lease in progress."""
 
-    __slots__ = ("credit", "debt", "leased_at", "task", "tokens")
+    __slots__ = ("leased_at", "task", "tokens")
 
-    def __init__(self, credit: int) -> None:
+    def __init__(self) -> None:
         self.tokens = 0
-        #: tokens still spendable before the first lease returns, and those spent so
-        self.credit = credit
-        self.debt = 0
         self.leased_at = -math.inf  # monotonic
         self.task: asyncio.Task[None] | None = None
 
@@ -121,9 +116,8 @@ class SharedBuckets:
         self._ttl = lease_ttl_s
         self._held: dict[str, _Held] = {}
         self._closed = False
-        #: tokens leased from the database, spent on credit, and expired unused, per bucket
+        #: tokens leased from the database, and expired unused, per bucket
         self.leased: dict[str, int] = {}
-        self.credited: dict[str, int] = {}
         self.expired: dict[str, int] = {}
 
     def _batch(self, config: LimitConfig) -> int:
@@ -132,8 +126,7 @@ class SharedBuckets:
     def _fresh(self, bucket: str) -> _Held:
         held = self._held.get(bucket)
         if held is None:
-            config = self._limiter.config_of(bucket)
-            held = self._held[bucket] = _Held(0 if config is None else self._batch(config))
+            held = self._held[bucket] = _Held()
         elif held.tokens and time.monotonic() - held.leased_at > self._ttl:
             self.expired[bucket] = self.expired.get(bucket, 0) + held.tokens
             held.tokens = 0
@@ -146,17 +139,10 @@ class SharedBuckets:
         if held.tokens >= n:
             held.tokens -= n
             return None
-        if held.credit >= n:
-            held.credit -= n
-            held.debt += n
-            self.credited[bucket] = self.credited.get(bucket, 0) + n
-            self._start_lease(bucket, held)
-            return None
         return self.want(bucket, now)
 
     def available(self, bucket: str) -> float:
-        held = self._fresh(bucket)
-        return float(held.tokens + held.credit)
+        return float(self._fresh(bucket).tokens)
 
     def want(self, bucket: str, now: float) -> float:
         self._start_lease(bucket, self._fresh(bucket))
@@ -179,16 +165,13 @@ class SharedBuckets:
     async def _lease(self, bucket: str, held: _Held, config: LimitConfig) -> None:
         while not self._closed:
             try:
-                debt = held.debt
-                got = await lease(self._pool, bucket, config, self._batch(config), debt)
+                got = await lease(self._pool, bucket, config, self._batch(config))
             except (OSError, TimeoutError, asyncpg.PostgresError,
                     asyncpg.InterfaceError) as exc:
                 log.warning("token lease failed", extra={
                     "event": "bucket_lease_failed", "bucket": bucket, "error": str(exc)})
                 await asyncio.sleep(ERROR_RETRY_S)
                 continue
-            held.debt -= debt
-            held.credit = 0
             if got.granted > 0:
                 self._fresh(bucket).tokens += got.granted
                 held.leased_at = time.monotonic()
