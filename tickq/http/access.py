@@ -171,3 +171,13 @@ def roles_of(handler: Any) -> frozenset[str] | None:
     """The roles a handler admits (None: any authenticated caller, or public)."""
     roles = getattr(handler, ROLES_ATTR, None)
     return roles if isinstance(roles, frozenset) else None
+
+
+def tenant_filter(caller: Principal, asked: str | None) -> str | None:
+    """The tenant a listing is narrowed to: the one asked for, or (for everyone but admins)
+    the caller's own; asking for another tenant is for admins only (403)."""
+    if asked is None:
+        return None if caller.is_admin else caller.tenant_id
+    if caller.is_admin or asked == caller.tenant_id:
+        return asked
+    raise PermissionDeniedError("only admins may list another tenant's jobs")

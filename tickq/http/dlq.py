@@ -29,7 +29,7 @@ from tickq.engine.engine import Engine
 from tickq.engine.job import Job
 from tickq.engine.states import JobState
 from tickq.errors import JobNotFoundError, TickqError, ValidationError
-from tickq.http.access import can_see, principal, require
+from tickq.http.access import can_see, principal, require, tenant_filter
 from tickq.http.audit import audited, note
 from tickq.http.auth import Principal
 from tickq.http.body import parse, read_json
@@ -58,7 +58,7 @@ async def list_dlq(request: web.Request) -> web.Response:
     q = parse(DlqQuery, query_values(request.query), what="the query string", strict=False)
     queue = queue_named(engine, q.queue).name if q.queue is not None else None
     query = JobQuery(queue=queue, states=_FAILED, type=q.type,
-                     tenant_id=None if caller.is_admin else caller.tenant_id,
+                     tenant_id=tenant_filter(caller, None),
                      after=q.after, limit=q.limit)
     page, cursor = await page_of(engine, caller, query)
     now = engine.clock.now()

@@ -40,7 +40,7 @@ from tickq.errors import (
     UnknownQueueError,
     ValidationError,
 )
-from tickq.http.access import can_see, principal, require, scope_problem
+from tickq.http.access import can_see, principal, require, scope_problem, tenant_filter
 from tickq.http.audit import audited, note
 from tickq.http.auth import Principal, Role
 from tickq.http.body import parse, read_json, summary
@@ -291,16 +291,6 @@ async def list_jobs(request: web.Request) -> web.Response:
     now = engine.clock.now()
     return json_response({"jobs": [job_view(j, now) for j in page], "count": len(page),
                           "limit": q.limit, "nextCursor": cursor})
-
-
-def tenant_filter(caller: Principal, asked: str | None) -> str | None:
-    """The tenant a listing is narrowed to: the one asked for, or (for everyone but admins)
-    the caller's own; asking for another tenant is for admins only (403)."""
-    if asked is None:
-        return None if caller.is_admin else caller.tenant_id
-    if caller.is_admin or asked == caller.tenant_id:
-        return asked
-    raise PermissionDeniedError("only admins may list another tenant's jobs")
 
 
 async def page_of(engine: Engine, caller: Principal, query: JobQuery

@@ -40,7 +40,7 @@ from tickq.errors import (
     UnknownQueueError,
     ValidationError,
 )
-from tickq.http.access import can_see, principal, require
+from tickq.http.access import can_see, principal, require, tenant_filter
 from tickq.http.audit import audited, note
 from tickq.http.auth import Principal
 from tickq.http.body import parse
@@ -202,7 +202,7 @@ async def visible(engine: Engine, caller: Principal, queue: str, status: str, sk
     if status == "delayed":
         keep = lambda j: j.run_at > now and can_see(caller, j)  # noqa: E731
     query = JobQuery(queue=queue, states=frozenset({_STATES[status]}),
-                     tenant_id=None if caller.is_admin else caller.tenant_id,
+                     tenant_id=tenant_filter(caller, None),
                      limit=SCAN_BATCH, newest_first=status not in _OLDEST_FIRST)
     found: list[Job] = []
     seen = examined = 0

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from tickq.engine.states import JobState
-from tickq.http.access import require
+from tickq.http.access import require, tenant_filter
 from tickq.http.dashboard.guard import PAGE_ROLES, PREFIX, signed_in
 from tickq.http.dashboard.render import render
 from tickq.http.jobs import page_of
@@ -41,7 +41,7 @@ async def dlq_page(request: web.Request) -> web.StreamResponse:
     engine, caller = request.app[ENGINE], request[PRINCIPAL]
     after = request.query.get("after") or None
     query = JobQuery(states=frozenset({JobState.FAILED}),
-                     tenant_id=None if caller.is_admin else caller.tenant_id,
+                     tenant_id=tenant_filter(caller, None),
                      after=after[:64] if after else None, limit=PAGE_SIZE)
     page, cursor = await page_of(engine, caller, query)
     rows = [{"job": j, "reason": redact_text(j.errors[-1].message) if j.errors else ""}

@@ -1,7 +1,7 @@
 """Dashboard pages about jobs: sign-in, the overview, the job list and one job.
 
 Data comes from the same functions the API's handlers use (`queues.counts_view`,
-`jobs.page_of`, `jobs.visible_job`, `jobs.tenant_filter`, the metrics behind
+`jobs.page_of`, `jobs.visible_job`, `access.tenant_filter`, the metrics behind
 `/metrics/queue-stats`), so the dashboard can show nothing the caller's token could not read
 through the API. Job data, results and error messages pass through `tickq.redaction` first:
 an operator needs to see the shape of a job, not a customer's email address or card number.
@@ -21,7 +21,7 @@ from tickq.engine.engine import Engine
 from tickq.engine.job import Job
 from tickq.engine.states import JobState
 from tickq.errors import AuthenticationError, TickqError
-from tickq.http.access import can_see
+from tickq.http.access import can_see, tenant_filter
 from tickq.http.audit import AUDIT_LOG_KEY
 from tickq.http.audit import MAX_LIMIT as AUDIT_MAX_LIMIT
 from tickq.http.body import parse
@@ -34,7 +34,7 @@ from tickq.http.dashboard.session import (
     sign_in,
     sign_out,
 )
-from tickq.http.jobs import page_of, tenant_filter, visible_job
+from tickq.http.jobs import page_of, visible_job
 from tickq.http.keys import ENGINE, METRICS, PRINCIPAL
 from tickq.http.queues import counts_view
 from tickq.http.schemas import MAX_ID_CHARS, ListQuery, query_values
