@@ -52,9 +52,10 @@ class Enqueued(NamedTuple):
 
 def build_job(registry: Registry, ids: IdGenerator, spec: JobSpec, now: float) -> Job:
     """A new waiting job for `spec`, or a `ValidationError` naming what is wrong."""
-    jt = registry.job_type(spec.type)
-    return _assemble(_Defaults(jt, registry.queue(jt.queue)), ids, spec,
-                     registry.validate_data(jt, spec.data), now)
+    [built] = build_jobs(registry, ids, [spec], now)
+    if isinstance(built, ValidationError):
+        raise built
+    return built
 
 
 def build_jobs(registry: Registry, ids: IdGenerator, specs: Sequence[JobSpec], now: float
