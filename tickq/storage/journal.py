@@ -183,14 +183,12 @@ class Journal:
         self._wake.set()
 
     def mark_new(self, jobs: Sequence[Job]) -> None:
-        """`mark(job, OP_INSERT)` for each of a batch's new jobs, at one call per batch."""
+        """`mark(job, OP_INSERT)` for each of a batch's new jobs (fresh ids: nothing is marked
+        for them yet), at one call per batch."""
         if not jobs:
             return
         dirty, fsync_queues = self._dirty, self._fsync_queues
         for job in jobs:
-            if job.id in dirty:  # not for a fresh id; kept for the same answer as `mark`
-                self.mark(job, OP_INSERT)
-                continue
             dirty[job.id] = (job, OP_INSERT)
             if job.queue in fsync_queues:
                 self._fsync = True
