@@ -16,8 +16,9 @@ takes over within one interval of the leader's session ending. A node that becom
 first reloads the cooldowns from the alerts already stored, so a failover or a restart does not
 announce again what was just announced.
 
-Retention of snapshots (30 days) and alerts (7 days) is `retention(now)`, for the maintenance
-scheduler to call; the store's `snapshot_prune` and `alert_prune` do the work.
+Retention of snapshots (30 days) and alerts (7 days) is `prune_monitor_data`, which the
+maintenance scheduler's `telemetry-retention` task runs; the store's `snapshot_prune` and
+`alert_prune` do the work.
 """
 
 from __future__ import annotations

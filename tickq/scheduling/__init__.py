@@ -13,7 +13,7 @@ service, see `tickq.http.app`) starts next to it:
 from tickq.scheduling.config import SchedulerConfig
 from tickq.scheduling.cron import Cron, CronError, slot_iso
 from tickq.scheduling.leader import LeaderCheck, always_leader, store_leader_check
-from tickq.scheduling.maintenance import TELEMETRY_PRUNERS, Maintenance
+from tickq.scheduling.maintenance import Maintenance
 from tickq.scheduling.runs import TaskOutcome, TaskRun
 from tickq.scheduling.scheduler import SCHEDULES, Scheduler
 from tickq.scheduling.schedules import (
@@ -25,7 +25,7 @@ from tickq.scheduling.schedules import (
 from tickq.scheduling.template import JobTemplate
 from tickq.scheduling.ticks import MISSED_POLICIES, ScheduleTicker, TickReport, tick_key
 
-__all__ = ["MISSED_POLICIES", "SCHEDULES", "TELEMETRY_PRUNERS", "Cron", "CronError",
+__all__ = ["MISSED_POLICIES", "SCHEDULES", "Cron", "CronError",
            "JobTemplate", "LeaderCheck", "Maintenance", "ScheduleExistsError", "ScheduleTicker",
            "Scheduler", "SchedulerConfig", "TaskOutcome", "TaskRun", "TickReport",
            "always_leader", "check_schedule", "create_schedule", "delete_schedule",

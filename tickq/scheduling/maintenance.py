@@ -5,7 +5,8 @@
   engine's own rules (`Engine.retention_rules`).
 * `key-expiry`: idempotency-key holds of completed jobs that have ended (`Store.job_release_keys`).
 * `telemetry-retention`: alerts and queue metric snapshots past their retention (7 and 30 days,
-  `tickq.engine.monitor.retention_cutoffs`), through the store hooks in `TELEMETRY_PRUNERS`.
+  `tickq.engine.monitor.retention_cutoffs`), removed by the monitor's own
+  `tickq.monitoring.prune_monitor_data`.
 * `journal-housekeeping` (SQLite only): incremental vacuum and a truncating WAL checkpoint, run by
   the journal's writer between two commits so it never contends with them.
 
@@ -21,6 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from tickq.engine.engine import Engine
 from tickq.engine.monitor import retention_cutoffs
+from tickq.monitoring.service import prune_monitor_data
 from tickq.scheduling.config import SchedulerConfig
 from tickq.scheduling.runs import TaskOutcome, iso
 from tickq.storage.base import PruneRule, Store
@@ -34,14 +36,6 @@ class JournalHousekeeping(Protocol):
     """A store with a journal to checkpoint and vacuum (the SQLite store)."""
 
     async def journal_housekeep(self, vacuum_pages: int) -> dict[str, int]: ...
-
-
-#: what the monitor records, as (count name, the store's prune method, which cutoff of
-#: `retention_cutoffs` applies)
-TELEMETRY_PRUNERS: tuple[tuple[str, str, int], ...] = (
-    ("metricSnapshots", "snapshot_prune", 0),
-    ("alerts", "alert_prune", 1),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +83,12 @@ class Maintenance:
         return TaskOutcome({"idempotencyKeys": released})
 
     async def telemetry_retention(self) -> TaskOutcome:
-        cutoff = retention_cutoffs(self.engine.clock.now())
-        counts: dict[str, int] = {}
-        cutoffs: dict[str, str | None] = {}
-        for name, method, which in TELEMETRY_PRUNERS:
-            prune: Callable[[float], Awaitable[int]] = getattr(self.store, method)
-            before = cutoff[which]
-            counts[name] = await prune(before)
-            cutoffs[name] = iso(before)
-        return TaskOutcome(counts, {"removedBefore": cutoffs})
+        now = self.engine.clock.now()
+        removed = await prune_monitor_data(self.engine, now)
+        snapshots_before, alerts_before = retention_cutoffs(now)
+        return TaskOutcome({"metricSnapshots": removed["snapshots"], "alerts": removed["alerts"]},
+                           {"removedBefore": {"metricSnapshots": iso(snapshots_before),
+                                             "alerts": iso(alerts_before)}})
 
     async def journal_housekeeping(self) -> TaskOutcome:
         store = self.store
