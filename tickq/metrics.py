@@ -170,13 +170,12 @@ class Metrics:
             self._results(job.queue, job.type, result).inc()
         finished = _FINISHED_RUNS.get(kind)
         if finished is not None:
-            self.recent.add(job.queue, finished, event.at)
-            if job.started_at is not None:
-                ran = max(0.0, event.at - job.started_at)
+            ran = None if job.started_at is None else max(0.0, event.at - job.started_at)
+            self.recent.add(job.queue, finished, event.at, ran)
+            if ran is not None:
                 self._runs(job.queue).observe(ran)
-                if kind is EventKind.COMPLETED:
+                if finished == COMPLETED:
                     self._processing(job.queue, job.type).observe(ran)
-                    self.recent.timed(job.queue, ran)
         if kind is EventKind.STARTED:
             if job.started_at is not None:
                 due = max(job.created_at, job.run_at)

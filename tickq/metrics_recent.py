@@ -47,13 +47,17 @@ class RecentActivity:
         self._minutes: deque[tuple[int, dict[str, list[int]]]] = deque()
         self.totals: dict[str, QueueTotals] = {}
 
-    def add(self, queue: str, what: int, at: float) -> None:
-        """Count one finished run (COMPLETED, FAILED or RETRIED) of `queue` at time `at`."""
+    def add(self, queue: str, what: int, at: float, ran: float | None = None) -> None:
+        """Count one finished run (COMPLETED, FAILED or RETRIED) of `queue` at time `at`; `ran`
+        is how long it ran, when known (the average covers completed runs only)."""
         totals = self.totals.get(queue)
         if totals is None:
             totals = self.totals[queue] = QueueTotals()
         if what == COMPLETED:
             totals.completed += 1
+            if ran is not None:
+                totals.processing_s += ran
+                totals.timed += 1
         elif what == FAILED:
             totals.failed += 1
         else:
@@ -64,13 +68,6 @@ class RecentActivity:
             if counts is None:
                 counts = bucket[queue] = [0, 0, 0]
             counts[what] += 1
-
-    def timed(self, queue: str, seconds: float) -> None:
-        totals = self.totals.get(queue)
-        if totals is None:
-            totals = self.totals[queue] = QueueTotals()
-        totals.processing_s += seconds
-        totals.timed += 1
 
     def _bucket(self, minute: int) -> dict[str, list[int]] | None:
         minutes = self._minutes
