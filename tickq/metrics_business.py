@@ -103,9 +103,11 @@ class BusinessMetrics:
             self._failed(job)
 
     def _completed(self, job: Job) -> None:
-        data, result = _mapping(job.data_json), _mapping(job.result_json)
+        # Each branch decodes only the JSON it reads: most of these jobs need one of the two
+        # documents, NFT jobs neither.
         kind = job.type
         if kind == "payment-process":
+            data, result = _mapping(job.data_json), _mapping(job.result_json)
             key = (self._currencies(str(data.get("currency") or "USD").upper()), _status(result))
             self.payments(*key).inc()
             amount = _cents(data.get("amount"))
@@ -114,6 +116,7 @@ class BusinessMetrics:
         elif kind == "refund-process":
             # A refund names no currency: Stripe's answer does. With no amount in the data the
             # whole payment was refunded, and the answer says how much that was.
+            data, result = _mapping(job.data_json), _mapping(job.result_json)
             currency = result.get("currency")
             key = (self._currencies(currency.upper() if isinstance(currency, str) else None),
                    _status(result))
@@ -128,17 +131,17 @@ class BusinessMetrics:
         elif kind == "send-email":
             # In development without EMAIL_HOST the message is only logged (`delivered`
             # false): nothing was sent, so nothing is counted as sent.
+            result = _mapping(job.result_json)
             if result.get("delivered", True) is not False:
                 self.emails_sent(self._templates(
-                    result.get("template") or data.get("template"))).inc()
+                    result.get("template") or _mapping(job.data_json).get("template"))).inc()
         elif kind == "webhook-deliver":
-            self.webhooks_sent(self._events(data.get("event"))).inc()
+            self.webhooks_sent(self._events(_mapping(job.data_json).get("event"))).inc()
 
     def _failed(self, job: Job) -> None:
-        data = _mapping(job.data_json)
         kind = job.type
         if kind == "payment-process":
-            currency = str(data.get("currency") or "USD").upper()
+            currency = str(_mapping(job.data_json).get("currency") or "USD").upper()
             self.payments(self._currencies(currency), "failed").inc()
         elif kind == "refund-process":
             self.refunds(UNKNOWN, "failed").inc()
@@ -147,9 +150,9 @@ class BusinessMetrics:
         elif kind == "nft-transfer":
             self.nft_transfers("failed").inc()
         elif kind == "send-email":
-            self.emails_failed(self._templates(data.get("template"))).inc()
+            self.emails_failed(self._templates(_mapping(job.data_json).get("template"))).inc()
         elif kind == "webhook-deliver":
-            self.webhooks_failed(self._events(data.get("event"))).inc()
+            self.webhooks_failed(self._events(_mapping(job.data_json).get("event"))).inc()
 
 
 class _AmountCollector(Collector):
