@@ -17,6 +17,7 @@ with the runtime's error; `solana_errors` decides what that means for the job.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
@@ -37,6 +38,7 @@ from solders.transaction_metadata import FailedTransactionMetadata
 from solders.transaction_status import TransactionErrorType
 
 from tickq.errors import ProviderError, RateLimited
+from tickq.processors.outbound import retry_after_s
 
 PROVIDER = "solana"
 
@@ -247,7 +249,8 @@ def _transport_error(method: str, exc: SolanaRpcException) -> ProviderError | Ra
         status = cause.response.status_code
         if status == 429:
             return RateLimited(f"Solana RPC {method}: HTTP 429 Too Many Requests",
-                               retry_after=_retry_after(cause.response.headers.get("retry-after")),
+                               retry_after=retry_after_s(cause.response.headers.get("retry-after"),
+                                                         time.time()),
                                provider=PROVIDER, code="rpc_rate_limited")
         return ProviderError(f"Solana RPC {method}: HTTP {status}", status=status,
                              provider=PROVIDER, code="rpc_http_error")
@@ -264,13 +267,3 @@ def _rpc_error(method: str, answer: object) -> ProviderError | RateLimited:
                            code="rpc_rate_limited")
     return ProviderError(f"Solana RPC {method} failed: {message}", status=None,
                          provider=PROVIDER, code="rpc_error")
-
-
-def _retry_after(value: str | None, default: float = 1.0) -> float:
-    if not value:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        return default
-    return seconds if seconds >= 0 else default
