@@ -24,17 +24,15 @@ import argparse
 import asyncio
 import os
 import sys
-import time
 import warnings
+
+# The crash test's worker, next to this script (and so on sys.path when it runs): its protocol
+# lines and its wait for the money queue to empty are the ones used here.
+from crash_worker import drain, emit
 
 import tickq
 from tickq.processors import build_integrations
 from tickq.settings import load_settings
-
-
-def emit(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 async def serve_stripe() -> None:
@@ -88,16 +86,6 @@ async def enqueue(engine: tickq.Engine, n: int, prefix: str) -> None:
         sys.stdout.write("".join(f"ack {e.job.id} {e.job.idempotency_key}\n" for e in done))
         sys.stdout.flush()
         await asyncio.sleep(0.08)  # enqueues keep coming while earlier payments run
-
-
-async def drain(engine: tickq.Engine, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        counts = await engine.counts("money")
-        if counts.waiting == 0 and counts.active == 0:
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 def main() -> int:
