@@ -53,7 +53,12 @@ import tickq
 from tickq.processors import Integrations
 from tickq.processors.nft import SolanaIntegration
 from tickq.processors.solana_chain import Chain, MintInfo
-from tickq.processors.solana_client import BLOCKHASH_VALID_SLOTS, LiteSvmClient, SolanaClient
+from tickq.processors.solana_client import (
+    BLOCKHASH_VALID_SLOTS,
+    LiteSvmClient,
+    RpcSolanaClient,
+    SolanaClient,
+)
 from tickq.settings import Settings, load_settings
 
 HOST = "127.0.0.1"
@@ -215,6 +220,16 @@ async def rpc_node(chain: LiteSvmClient | None = None, **options: Any
                    ) -> AsyncIterator[RpcNode]:
     async with RpcNode(chain or LiteSvmClient(), **options) as node:
         yield node
+
+
+@asynccontextmanager
+async def rpc_client(url: str) -> AsyncIterator[RpcSolanaClient]:
+    """An `RpcSolanaClient` on `url`, closed on the way out (its HTTP session with it)."""
+    client = RpcSolanaClient(url)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 # --- reading the chain back -----------------------------------------------------------------

@@ -25,6 +25,7 @@ from solana_peer import (
     holding,
     mint_info,
     nft_service,
+    rpc_client,
     rpc_node,
     solana_settings,
 )
@@ -525,8 +526,7 @@ async def test_the_payer_loads_from_a_keygen_file_or_base58_and_both_must_agree(
 
 async def test_rpc_client_maps_429_and_503_and_no_answer_to_the_engines_errors() -> None:
     async with rpc_node() as node:
-        client = RpcSolanaClient(node.url)
-        try:
+        async with rpc_client(node.url) as client:
             node.failures.extend([Failure(429, {"Retry-After": "3"}), Failure(503)])
             with pytest.raises(RateLimited) as limited:
                 await client.latest_blockhash()
@@ -536,15 +536,11 @@ async def test_rpc_client_maps_429_and_503_and_no_answer_to_the_engines_errors()
             assert (down.value.status, down.value.provider, down.value.is_fault) == (
                 503, "solana", True)
             assert (await client.get_balance(Keypair().pubkey())) == 0  # the node is back
-        finally:
-            await client.close()
         port = node.port
-    gone = RpcSolanaClient(f"http://127.0.0.1:{port}/")  # nothing listens there any more
-    try:
+    # nothing listens there any more
+    async with rpc_client(f"http://127.0.0.1:{port}/") as gone:
         with pytest.raises(ProviderError) as refused:
             await gone.block_height()
-    finally:
-        await gone.close()
     assert refused.value.status is None and refused.value.is_fault
     assert refused.value.provider == "solana"
 
@@ -577,13 +573,9 @@ async def test_mint_and_transfer_over_json_rpc_with_the_service_built_client(
 async def test_preflight_failures_over_rpc_are_classified_like_on_litesvm(
         chain: LiteSvmClient) -> None:
     broke = Keypair()
-    async with rpc_node(chain) as node:
-        client = RpcSolanaClient(node.url)
-        try:
-            async with nft_service(client, broke, max_attempts=1) as svc:
-                job = await svc.run("nft-mint", mint_data())
-        finally:
-            await client.close()
+    async with rpc_node(chain) as node, rpc_client(node.url) as client, nft_service(
+            client, broke, max_attempts=1) as svc:
+        job = await svc.run("nft-mint", mint_data())
     assert job.state is FAILED
     assert (last_error(job).type, last_error(job).code) == ("RetryableError", "insufficient_sol")
     assert "sendTransaction" in node.methods
@@ -619,13 +611,9 @@ async def test_a_mint_not_confirmed_in_time_is_retried_and_finds_the_mint(
                 return await solana.mint(job)
             return {"nft-mint": mint}
 
-        client = RpcSolanaClient(node.url)
-        try:
-            async with nft_service(client, payer, confirm_timeout_s=0.05,
-                                   wrap=confirm_before_retry) as svc:
-                job = await svc.run("nft-mint", mint_data())
-        finally:
-            await client.close()
+        async with rpc_client(node.url) as client, nft_service(
+                client, payer, confirm_timeout_s=0.05, wrap=confirm_before_retry) as svc:
+            job = await svc.run("nft-mint", mint_data())
     assert job.state is COMPLETED and job.attempts == 2, job.errors
     assert (last_error(job).type, last_error(job).code) == ("RetryableError", "not_confirmed")
     assert job.result["alreadyMinted"] is True
@@ -637,12 +625,8 @@ async def test_a_dropped_transaction_expires_and_the_next_attempt_mints(
         chain: LiteSvmClient, payer: Keypair) -> None:
     async with rpc_node(chain) as node:
         node.drop = 1
-        client = RpcSolanaClient(node.url)
-        try:
-            async with nft_service(client, payer) as svc:
-                job = await svc.run("nft-mint", mint_data())
-        finally:
-            await client.close()
+        async with rpc_client(node.url) as client, nft_service(client, payer) as svc:
+            job = await svc.run("nft-mint", mint_data())
     assert job.state is COMPLETED and job.attempts == 2, job.errors
     assert (last_error(job).type, last_error(job).code) == ("RetryableError", "blockhash_expired")
     assert job.result["alreadyMinted"] is False
