@@ -57,6 +57,15 @@ class Served:
                                                                         "requires_action")
         return done
 
+    async def authenticated_payment(self, payment: dict[str, Any], stripe_url: str, *,
+                                    success: bool) -> tuple[tickq.Job, dict[str, Any]]:
+        """A pending payment whose customer then completes (or fails) 3-D Secure: the job, and
+        its intent as it was before the customer acted."""
+        job = await self.pending_payment(payment)
+        pi = await intent(self, job.result["paymentIntentId"])
+        await authenticate(stripe_url, pi, success=success)
+        return job, pi
+
 
 @asynccontextmanager
 async def serve(settings: Settings, url: str = "memory://") -> AsyncIterator[Served]:
@@ -110,9 +119,7 @@ async def test_a_signed_event_records_how_a_pending_payment_ended(
         app_settings: Callable[..., Settings], stripe_url: str,
         payment: Callable[..., Any]) -> None:
     async with serve(app_settings()) as served:
-        job = await served.pending_payment(payment())
-        pi = await intent(served, job.result["paymentIntentId"])
-        await authenticate(stripe_url, pi, success=True)
+        job, pi = await served.authenticated_payment(payment(), stripe_url, success=True)
         body = event("payment_intent.succeeded", await intent(served, pi["id"]))
 
         status, answer = await served.post(body, signed(body))
@@ -133,9 +140,7 @@ async def test_a_payment_failed_event_marks_the_payment_failed_with_stripes_reas
         app_settings: Callable[..., Settings], stripe_url: str,
         payment: Callable[..., Any]) -> None:
     async with serve(app_settings()) as served:
-        job = await served.pending_payment(payment())
-        pi = await intent(served, job.result["paymentIntentId"])
-        await authenticate(stripe_url, pi, success=False)
+        job, pi = await served.authenticated_payment(payment(), stripe_url, success=False)
         body = event("payment_intent.payment_failed", await intent(served, pi["id"]))
 
         status, _ = await served.post(body, signed(body))
@@ -177,9 +182,7 @@ async def test_an_older_event_does_not_undo_a_newer_one(
         app_settings: Callable[..., Settings], stripe_url: str,
         payment: Callable[..., Any]) -> None:
     async with serve(app_settings()) as served:
-        job = await served.pending_payment(payment())
-        pi = await intent(served, job.result["paymentIntentId"])
-        await authenticate(stripe_url, pi, success=True)
+        job, pi = await served.authenticated_payment(payment(), stripe_url, success=True)
         now = int(time.time())
         succeeded = event("payment_intent.succeeded", await intent(served, pi["id"]),
                           created=now)
@@ -296,9 +299,7 @@ async def test_localstripe_delivers_the_event_and_the_job_records_it(
                 data={"url": hook, "secret": WEBHOOK_SECRET,
                       "events[]": "payment_intent.succeeded"}) as resp:
             assert resp.status == 200, await resp.text()
-        job = await served.pending_payment(payment())
-        pi = await intent(served, job.result["paymentIntentId"])
-        await authenticate(stripe_url, pi, success=True)
+        job, pi = await served.authenticated_payment(payment(), stripe_url, success=True)
 
         deadline = time.monotonic() + 5
         while True:  # localstripe waits a second before it delivers
