@@ -200,10 +200,8 @@ class Notifier:
     # --- live path ------------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        job = event.job
-        if event.kind not in _FINISHING or job.state not in _REPORTED:
-            return
-        deliveries = deliveries_for(job, self.settings)
+        # Only finishing events arrive (see `start`); `deliveries_for` skips states owed nothing.
+        deliveries = deliveries_for(event.job, self.settings)
         if deliveries:
             self._pending.extend(d.spec() for d in deliveries)
             self._wake.set()
