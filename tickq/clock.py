@@ -8,7 +8,25 @@ ISO-8601.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Protocol, overload
+
+
+@overload
+def iso(ts: float) -> str: ...
+
+
+@overload
+def iso(ts: float | None) -> str | None: ...
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as `2025-01-15T10:00:00.000Z`, the one form every time tickq shows takes
+    (API answers, job results, audit entries, logs); None stays None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
 
 
 class Clock(Protocol):

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import sys
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 import orjson
 
+from tickq.clock import iso
 from tickq.redaction import SECRET, is_secret_key, redact_text, redact_value
 
 #: the id of the HTTP request being served, if any; set by the HTTP middleware for the duration
@@ -39,8 +39,7 @@ LogFormat = Literal["json", "text"]
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    return (datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"))
+    return iso(record.created)
 
 
 def _fields(record: logging.LogRecord) -> tuple[dict[str, Any], dict[str, Any]]:

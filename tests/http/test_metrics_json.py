@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 from httpkit import Api, auth, email, payment, serve_api
 
-from tickq.clock import FakeClock
+from tickq.clock import FakeClock, iso
 from tickq.engine.job import Job
 from tickq.errors import PermanentError
 from tickq.http.alerts import MONITOR
 from tickq.http.keys import METRICS
-from tickq.http.views import iso
 from tickq.metrics import Metrics
 from tickq.storage.base import NewAlert, QueueSnapshot
 

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from tickq.clock import iso
 from tickq.engine.engine import Engine
 from tickq.engine.monitor import AlertType, Breach, Severity
 from tickq.engine.states import JobState
@@ -35,7 +36,6 @@ from tickq.http.body import parse, read_json
 from tickq.http.keys import ENGINE
 from tickq.http.responses import json_response
 from tickq.http.schemas import query_values
-from tickq.http.views import iso
 from tickq.monitoring import CHANNELS, ChannelResult, MonitorService, Outcome
 from tickq.storage.base import AlertRecord
 

@@ -25,7 +25,6 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -33,6 +32,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from tickq.clock import iso
 from tickq.errors import PermissionDeniedError, TickqError, ValidationError
 from tickq.http.access import RouteHandler, principal, require
 from tickq.http.keys import ENGINE, PRINCIPAL, REQUEST_ID
@@ -244,8 +244,7 @@ def record(request: web.Request, action: str, outcome: str, code: str | None) ->
     if target is None:
         target = ",".join(request.match_info.values()) or None
     entry: dict[str, Any] = {
-        "at": datetime.fromtimestamp(request.app[ENGINE].clock.now(), UTC).isoformat(
-            timespec="milliseconds").replace("+00:00", "Z"),
+        "at": iso(request.app[ENGINE].clock.now()),
         "action": action, "target": target, "outcome": outcome, "code": code,
         "userId": caller.user_id if caller else None,
         "role": caller.role if caller else None,

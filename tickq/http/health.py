@@ -13,10 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
+from tickq.clock import iso
 from tickq.engine.engine import Engine
 from tickq.http.keys import ENGINE, INTEGRATIONS
 from tickq.http.responses import json_response
-from tickq.http.views import iso
 from tickq.storage.base import Store
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tickq.clock import iso
 from tickq.engine.engine import Engine
 from tickq.engine.limiter import LimitStatus
 from tickq.errors import NotFoundError
@@ -36,7 +37,6 @@ from tickq.http.body import parse, read_json
 from tickq.http.keys import ENGINE
 from tickq.http.responses import json_response
 from tickq.http.schemas import ServiceBody
-from tickq.http.views import iso
 
 log = logging.getLogger(__name__)
 

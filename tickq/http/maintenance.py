@@ -14,13 +14,14 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from tickq.clock import iso
 from tickq.http.access import require
 from tickq.http.body import parse
 from tickq.http.keys import ENGINE
 from tickq.http.responses import json_response
 from tickq.http.schedules import SCHEDULER
 from tickq.http.schemas import query_values
-from tickq.scheduling.runs import MAX_RUNS, iso
+from tickq.scheduling.runs import MAX_RUNS
 
 PREFIX = "/api/v1/queue"
 routes = web.RouteTableDef()

@@ -25,12 +25,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from tickq.clock import iso
 from tickq.http.access import require
 from tickq.http.body import parse
 from tickq.http.keys import ENGINE, METRICS
 from tickq.http.responses import json_response
 from tickq.http.schemas import query_values
-from tickq.http.views import iso
 from tickq.metrics import Metrics
 from tickq.metrics_analysis import failures, summary
 from tickq.metrics_process import memory_bytes

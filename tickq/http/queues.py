@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
+from tickq.clock import iso
 from tickq.engine.engine import Engine
 from tickq.engine.job import Job
 from tickq.engine.queues import QueueConfig
@@ -47,7 +48,7 @@ from tickq.http.body import parse
 from tickq.http.keys import ENGINE
 from tickq.http.responses import json_response
 from tickq.http.schemas import MAX_LIMIT, ClearQuery, QueueJobsQuery, query_values
-from tickq.http.views import iso, status_of
+from tickq.http.views import status_of
 from tickq.storage.base import JobQuery
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from tickq.clock import iso
 from tickq.errors import NotFoundError, PermissionDeniedError
 from tickq.http.access import principal
 from tickq.http.auth import Principal
@@ -31,7 +32,6 @@ from tickq.http.body import parse
 from tickq.http.keys import ENGINE
 from tickq.http.responses import json_response
 from tickq.http.schemas import DEFAULT_LIMIT, MAX_ID_CHARS, MAX_LIMIT, query_values
-from tickq.http.views import iso
 from tickq.storage.base import ReportInfo
 
 PREFIX = "/api/v1/queue/reports"

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, StringConstraints
 
+from tickq.clock import iso
 from tickq.errors import NotFoundError, ValidationError
 from tickq.http.access import principal, require
 from tickq.http.audit import audited, note
@@ -36,7 +37,7 @@ from tickq.http.jobs import ENQUEUERS, check_duplicate, prepare, refusal
 from tickq.http.keys import ENGINE, SETTINGS
 from tickq.http.responses import json_response
 from tickq.http.schemas import MAX_DELAY_MS, CallbackUrl, JobOptions, Key, Name, NewJob
-from tickq.http.views import enqueued_view, iso
+from tickq.http.views import enqueued_view
 from tickq.scheduling.scheduler import Scheduler
 from tickq.scheduling.schedules import (
     NAME_PATTERN,

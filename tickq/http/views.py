@@ -6,19 +6,11 @@ Protection"), and an automatic key only restates parts of the job's data.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from tickq.clock import iso
 from tickq.engine.job import Job
 from tickq.engine.states import JobState
-
-
-def iso(ts: float | None) -> str | None:
-    """Epoch seconds as `2025-01-15T10:00:00.000Z`; None stays None."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
 
 
 def status_of(job: Job, now: float) -> str:

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tickq.clock import iso
 from tickq.engine.job import Job
 from tickq.errors import PermanentError, RetryableError, StoreClosedError
-from tickq.processors.background import iso, parse_instant, text_field
+from tickq.processors.background import parse_instant, text_field
 from tickq.storage.base import AnalyticsEvent, Store
 
 if TYPE_CHECKING:

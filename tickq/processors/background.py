@@ -53,12 +53,6 @@ def _instant(text: str, end_of_day: bool) -> float:
     return (start + timedelta(days=1) if end_of_day else start).timestamp()
 
 
-def iso(ts: float) -> str:
-    """Epoch seconds as `2025-01-15T10:00:00.000Z`."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
-
-
 def text_field(data: Mapping[str, Any], name: str) -> str | None:
     """An optional string field of job data (None when absent or not a string)."""
     value = data.get(name)

@@ -99,3 +99,4 @@ def job_data(model: type[D], job: Job) -> D:
                              for e in exc.errors(include_url=False, include_input=False))
         raise PermanentError(f"{job.type} data is invalid: {problems}",
                              code="invalid_job_data") from None
+

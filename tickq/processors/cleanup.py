@@ -28,14 +28,16 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tickq.clock import iso
 from tickq.engine.job import Job
+from tickq.engine.jobtypes import CleanupData
 from tickq.errors import PermanentError
-from tickq.processors.background import MAX_DATE_CHARS, iso, parse_instant
+from tickq.processors.background import MAX_DATE_CHARS, parse_instant
+from tickq.processors.base import job_data
 
 if TYPE_CHECKING:
     from tickq.engine.engine import Engine
 
-DATA_TYPES = ("sessions", "temp_files", "old_logs", "jobs", "idempotency_keys")
 _AGE = re.compile(r"^\s*(\d{1,9})\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 #: what a leftover temporary file is named like
@@ -94,17 +96,10 @@ class Cleaner:
         self.data_dir = data_dir
 
     async def clean(self, job: Job) -> dict[str, Any]:
-        data = job.data
-        if not isinstance(data, dict):
-            raise PermanentError("cleanup-old-data data must be a JSON object",
-                                 code="invalid_job_data")
-        data_type = data.get("dataType")
-        if data_type not in DATA_TYPES:
-            raise PermanentError(f"unknown dataType {data_type!r}"[:200]
-                                 + f"; one of: {', '.join(DATA_TYPES)}",
-                                 code="unknown_data_type")
+        data = job_data(CleanupData, job)
+        data_type = data.dataType
         now = self.engine.clock.now()
-        cutoff = parse_cutoff(data.get("olderThan"), now)
+        cutoff = parse_cutoff(data.olderThan, now)
         store = self.engine.store
         note: str | None = None
         if data_type == "jobs":

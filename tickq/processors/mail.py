@@ -22,6 +22,7 @@ from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, parseaddr
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tickq.clock import iso
 from tickq.engine.jobtypes import EmailData
 from tickq.errors import ConfigError, PermanentError
 from tickq.processors.base import Integration, Processor, job_data
@@ -213,12 +214,11 @@ class EmailIntegration(Integration):
         message = build_message(rendered, job_id=job.id, sender=sender, to=to,
                                 subject=subject, at=at)
         outcome = await transport.deliver(message, sender.addr_spec, [to.addr_spec])
-        stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
         # A logged message was never sent: its result must not say when it was.
         when = "sentAt" if outcome.get("delivered", True) else "loggedAt"
         return {"transport": transport.name, "messageId": message_id(job.id, sender.addr_spec),
                 "to": to.addr_spec, "from": sender.addr_spec, "template": rendered.template,
-                "subject": subject, when: stamp.replace("+00:00", "Z"), **outcome}
+                "subject": subject, when: iso(at), **outcome}
 
 
 def integration(settings: Settings, engine: Engine) -> Integration:

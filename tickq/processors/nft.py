@@ -34,8 +34,8 @@ the job's result only. Either way the result carries them with the ticket's ids 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -60,6 +60,7 @@ from spl.token.models import (
     TransferCheckedParams,
 )
 
+from tickq.clock import iso
 from tickq.engine.job import Job
 from tickq.engine.jobtypes import NftMintData, NftTransferData
 from tickq.errors import PermanentError, ProcessorError
@@ -83,7 +84,6 @@ log = logging.getLogger(__name__)
 PROGRAMS: dict[str, Pubkey] = {"token": TOKEN_PROGRAM_ID, "token-2022": TOKEN_2022_PROGRAM_ID}
 PROGRAM_NAMES: dict[Pubkey, str] = {v: k for k, v in PROGRAMS.items()}
 DEFAULT_SYMBOL = "TICKET"
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +126,6 @@ def _address(value: str, field: str) -> Pubkey:
     except ValueError:
         raise PermanentError(f"{field} {value!r} is not a Solana address (base58, 32 bytes)",
                              code="invalid_address") from None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _landed(landed: Landed | None) -> dict[str, Any]:
@@ -203,7 +199,7 @@ class TicketNfts:
             "userId": data.userId,
             "metadata": meta.to_dict(),
             "metadataOnChain": on_chain is not None,
-            "mintedAt": _now(),
+            "mintedAt": iso(time.time()),
         }
         log.info("ticket NFT minted", extra={"event": "nft_minted", "job_id": job.id,
                                              "mint": str(mint), "already": landed is None})
@@ -335,7 +331,7 @@ class TicketNfts:
                                                   "mint": result["mintAddress"],
                                                   "already": landed is None})
         return {**result, **_landed(landed), "alreadyTransferred": landed is None,
-                "transferredAt": _now()}
+                "transferredAt": iso(time.time())}
 
 
 def _complete(state: MintInfo | None) -> bool:

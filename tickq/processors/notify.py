@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tickq.clock import iso
 from tickq.engine.events import Event, EventKind
 from tickq.engine.job import Job
 from tickq.engine.producer import JobSpec
 from tickq.engine.states import JobState
 from tickq.errors import StoreClosedError, ValidationError
-from tickq.processors.outbound import iso_utc
 from tickq.storage.base import JobQuery
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def outcome(job: Job) -> dict[str, Any]:
     """How a finished job ended, as every report states it."""
     body: dict[str, Any] = {
         "jobId": job.id, "type": job.type, "state": job.state.value, "attempts": job.attempts,
-        "finishedAt": iso_utc(job.finished_at) if job.finished_at is not None else None}
+        "finishedAt": iso(job.finished_at) if job.finished_at is not None else None}
     if job.state is JobState.COMPLETED:
         result, omitted = _embedded(job.result_json)
         body["result"] = result

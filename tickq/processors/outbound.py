@@ -377,12 +377,6 @@ def verify_signature(secret: str | bytes, header: str | None, body: bytes,
     return any(hmac.compare_digest(expected, c) for c in candidates)
 
 
-def iso_utc(ts: float) -> str:
-    """Epoch seconds as `2025-01-15T10:00:00.000Z`."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
-
-
 __all__ = ["MAX_URL_CHARS", "SIGNATURE_HEADER", "USER_AGENT", "DestinationRefused",
-           "GuardedResolver", "OutboundClient", "Reply", "check_url", "iso_utc", "raise_for_status",
+           "GuardedResolver", "OutboundClient", "Reply", "check_url", "raise_for_status",
            "refused_because", "retry_after_s", "shown", "sign", "verify_signature"]

@@ -31,14 +31,13 @@ What each job does at Stripe:
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import orjson
 import stripe
 
-from tickq.clock import Clock
+from tickq.clock import Clock, iso
 from tickq.engine.job import Job
 from tickq.engine.jobtypes import PaymentData, PayoutData, RefundData
 from tickq.errors import ConfigError, PermanentError, RetryableError
@@ -169,7 +168,7 @@ class StripeIntegration(Integration):
                 "chargeId": charge.get("id") if isinstance(charge, dict) else charge,
                 "status": summary("payment_intent", status), "stripeStatus": status,
                 "amount": intent.get("amount"), "currency": intent.get("currency"),
-                "reconciled": reconciled, "processedAt": self._now()}
+                "reconciled": reconciled, "processedAt": iso(self.clock.now())}
 
     async def _list_intents(self, params: dict[str, Any]) -> ListObject[Any]:
         return await self.client.v1.payment_intents.list_async(
@@ -235,7 +234,7 @@ class StripeIntegration(Integration):
                 "paymentIntentId": refund.get("payment_intent"), "chargeId": refund.get("charge"),
                 "status": summary("refund", status), "stripeStatus": status,
                 "amount": refund.get("amount"), "currency": refund.get("currency"),
-                "reconciled": reconciled, "processedAt": self._now()}
+                "reconciled": reconciled, "processedAt": iso(self.clock.now())}
 
     async def _list_refunds(self, params: dict[str, Any]) -> ListObject[Any]:
         return await self.client.v1.refunds.list_async(cast("RefundListParams", params))
@@ -279,16 +278,9 @@ class StripeIntegration(Integration):
                 "status": summary("payout", status), "stripeStatus": status,
                 "amount": payout.get("amount"), "currency": payout.get("currency"),
                 "arrivalDate": payout.get("arrival_date"), "reconciled": reconciled,
-                "processedAt": self._now()}
-
-    def _now(self) -> str:
-        return datetime.fromtimestamp(self.clock.now(), UTC).isoformat(
-            timespec="milliseconds").replace("+00:00", "Z")
-
+                "processedAt": iso(self.clock.now())}
 
 # --- the pieces every request shares ------------------------------------------------------------
-
-
 
 
 def idempotency_key(job: Job) -> str:

@@ -37,10 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tickq.clock import iso
 from tickq.engine.job import Job
+from tickq.engine.jobtypes import ReportData
 from tickq.engine.states import JobState
 from tickq.errors import PermanentError
-from tickq.processors.background import iso, parse_instant, text_field
+from tickq.processors.background import parse_instant, text_field
+from tickq.processors.base import job_data
 from tickq.storage.base import JobQuery, Report
 
 if TYPE_CHECKING:
@@ -110,25 +113,22 @@ def id_bound(ms: int) -> str:
 
 
 def parse_request(job: Job) -> Request:
-    data = job.data
-    if not isinstance(data, dict):
-        raise PermanentError("generate-report data must be a JSON object",
-                             code="invalid_job_data")
-    report_type = data.get("reportType")
+    data = job_data(ReportData, job)
+    report_type = data.reportType
     if report_type not in REPORT_TYPES:
         raise PermanentError(f"unknown reportType {report_type!r}"[:200]
                              + f"; one of: {', '.join(REPORT_TYPES)}",
                              code="unknown_report_type")
-    fmt = data.get("format", "json")
+    fmt = data.format
     if fmt not in FORMATS:
         raise PermanentError(f"format {fmt!r} is not supported"[:200]
                              + f": reports are generated as {' or '.join(FORMATS)}",
                              code="unsupported_format")
-    start = parse_instant(data.get("startDate"), "data.startDate")
-    end = parse_instant(data.get("endDate"), "data.endDate", end_of_day=True)
+    start = parse_instant(data.startDate, "data.startDate")
+    end = parse_instant(data.endDate, "data.endDate", end_of_day=True)
     if end <= start:
         raise PermanentError("data.endDate must be after data.startDate", code="invalid_date")
-    return Request(report_type, fmt, start, end, job.tenant_id, text_field(data, "venueId"))
+    return Request(report_type, fmt, start, end, job.tenant_id, data.venueId or None)
 
 
 class ReportMaker:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from yarl import URL
 
+from tickq.clock import iso
 from tickq.engine.job import Job
 from tickq.engine.jobtypes import WebhookData
 from tickq.errors import ConfigError, PermanentError, ProviderError, RateLimited, RetryableError
@@ -39,7 +40,6 @@ from tickq.processors.outbound import (
     DestinationRefused,
     OutboundClient,
     check_url,
-    iso_utc,
     raise_for_status,
     shown,
     sign,
@@ -107,7 +107,7 @@ class WebhooksIntegration(Integration):
         _header_safe("event", data.event)
         _header_safe("deliveryId", delivery)
         body = orjson.dumps({"id": delivery, "event": data.event,
-                             "createdAt": iso_utc(job.created_at), "data": data.payload})
+                             "createdAt": iso(job.created_at), "data": data.payload})
         headers = {"Content-Type": "application/json",
                    SIGNATURE_HEADER: sign(self.secret, body, int(time.time())),
                    "X-Tickq-Event": data.event, "X-Tickq-Delivery": delivery}

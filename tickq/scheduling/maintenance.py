@@ -20,11 +20,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from tickq.clock import iso
 from tickq.engine.engine import Engine
 from tickq.engine.monitor import retention_cutoffs
 from tickq.monitoring.service import prune_monitor_data
 from tickq.scheduling.config import SchedulerConfig
-from tickq.scheduling.runs import TaskOutcome, iso
+from tickq.scheduling.runs import TaskOutcome
 from tickq.storage.base import PruneRule, Store
 
 RETENTION, KEY_EXPIRY, TELEMETRY, HOUSEKEEPING = (
