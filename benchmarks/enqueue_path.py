@@ -24,6 +24,7 @@ import orjson
 
 from tickq.cli import GC_THRESHOLDS
 from tickq.engine.engine import Engine
+from tickq.engine.job import Job
 from tickq.http.auth import Principal
 from tickq.http.body import check_structure, parse
 from tickq.http.jobs import prepare
@@ -62,7 +63,10 @@ async def run(batches: int, size: int, stage: str) -> float:
                 prepared = prepare(engine, caller, body.queue, body.jobs, batch=True)
                 if stage == "prepare":
                     continue
-                built = [p[1] for p in prepared if isinstance(p, tuple)]
+                built = [p for p in prepared if isinstance(p, Job)]
+                if len(built) != len(prepared):  # a refused job would make the figure lie
+                    raise SystemExit("the benchmark's jobs were refused: "
+                                     f"{next(p for p in prepared if not isinstance(p, Job))}")
                 results = await engine.enqueue_jobs(built, copy=False)
                 now = engine.clock.now()
                 orjson.dumps({"queue": body.queue, "jobs": [

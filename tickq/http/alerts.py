@@ -25,13 +25,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tickq.clock import iso
-from tickq.engine.engine import Engine
 from tickq.engine.monitor import AlertType, Breach, Severity
 from tickq.engine.states import JobState
 from tickq.errors import JobNotFoundError, JobTimeoutError, NotFoundError
 from tickq.http.access import principal, require
 from tickq.http.audit import audited, note
-from tickq.http.auth import Principal
 from tickq.http.body import parse, read_json
 from tickq.http.keys import ENGINE
 from tickq.http.responses import json_response
@@ -104,18 +102,22 @@ def _alert_id(raw: str) -> int:
     return int(raw)
 
 
-async def acknowledge_alert(engine: Engine, caller: Principal, raw_id: str
-                            ) -> tuple[AlertRecord, bool]:
-    """Acknowledge the alert `raw_id` names as `caller` (the API's route and the dashboard's):
-    the alert after it, and whether it had been acknowledged before. `NotFoundError` for an id
-    that is not a whole number or names no alert."""
+async def acknowledge_alert(request: web.Request) -> tuple[AlertRecord, bool]:
+    """Acknowledge the alert the path names as the caller, noted for the audit trail (the
+    API's route and the dashboard's button): the alert after it, and whether it had been
+    acknowledged before. `NotFoundError` for an id that is not a whole number or names no
+    alert."""
+    engine, raw_id = request.app[ENGINE], request.match_info["id"]
+    note(request, raw_id[:40])
     alert_id = _alert_id(raw_id)
     before = await engine.store.alert_get(alert_id)
     if before is None:
         raise NotFoundError(f"alert {alert_id} not found", code="alert_not_found")
-    alert = await engine.store.alert_acknowledge(alert_id, caller.user_id, engine.clock.now())
+    alert = await engine.store.alert_acknowledge(alert_id, principal(request).user_id,
+                                                 engine.clock.now())
     if alert is None:  # removed by retention in between
         raise NotFoundError(f"alert {alert_id} not found", code="alert_not_found")
+    note(request, str(alert.id), already=before.acknowledged)
     return alert, before.acknowledged
 
 
@@ -138,11 +140,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 async def acknowledge(request: web.Request) -> web.Response:
     """Acknowledge one alert. Acknowledging it again answers 200 with the first
     acknowledgement (`alreadyAcknowledged: true`)."""
-    caller, engine = principal(request), request.app[ENGINE]
-    raw = request.match_info["id"]
-    note(request, raw[:40])
-    alert, again = await acknowledge_alert(engine, caller, raw)
-    note(request, str(alert.id), already=again)
+    alert, again = await acknowledge_alert(request)
     return json_response({"alertId": str(alert.id), "status": "acknowledged",
                           "acknowledgedBy": alert.acknowledged_by,
                           "acknowledgedAt": iso(alert.acknowledged_at),

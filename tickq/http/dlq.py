@@ -29,16 +29,16 @@ from tickq.engine.engine import Engine
 from tickq.engine.job import Job
 from tickq.engine.states import JobState
 from tickq.errors import JobNotFoundError, TickqError, ValidationError
-from tickq.http.access import can_see, principal, require, tenant_filter
+from tickq.http.access import principal, require, tenant_filter
 from tickq.http.audit import audited, note
 from tickq.http.auth import Principal
 from tickq.http.body import parse, read_json
-from tickq.http.jobs import page_of
+from tickq.http.jobs import page_of, seen_job
 from tickq.http.keys import ENGINE
 from tickq.http.middleware import status_for
 from tickq.http.queues import queue_named
 from tickq.http.responses import json_response
-from tickq.http.schemas import MAX_ID_CHARS, DlqQuery, DlqRetry, query_values
+from tickq.http.schemas import DlqQuery, DlqRetry, query_values
 from tickq.http.views import job_view
 from tickq.storage.base import JobQuery
 
@@ -103,8 +103,8 @@ async def retry_failed(engine: Engine, caller: Principal, job_ids: Sequence[str]
     result per id, in order, a job the caller may not see reported exactly like a missing one."""
     results: list[dict[str, Any]] = []
     for job_id in job_ids:
-        job = await engine.get(job_id) if len(job_id) <= MAX_ID_CHARS else None
-        if job is None or not can_see(caller, job):
+        job = await seen_job(engine, caller, job_id)
+        if job is None:
             results.append(_error(job_id, "job_not_found", f"job {job_id} not found", 404))
             continue
         try:
@@ -120,8 +120,8 @@ async def retry_failed(engine: Engine, caller: Principal, job_ids: Sequence[str]
 async def discard_failed(engine: Engine, caller: Principal, job_id: str) -> Job:
     """Delete one failed job `caller` may see; `JobNotFoundError` for one they may not (or
     that does not exist), `IllegalTransitionError` for one that is not failed."""
-    job = await engine.get(job_id) if len(job_id) <= MAX_ID_CHARS else None
-    if job is None or not can_see(caller, job):
+    job = await seen_job(engine, caller, job_id)
+    if job is None:
         raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
     return await engine.discard(job.id)
 

@@ -84,13 +84,12 @@ Problems = list[dict[str, str]]
 async def add_job(request: web.Request) -> web.Response:
     caller, engine = principal(request), request.app[ENGINE]
     body = parse(NewJob, await read_json(request))
-    [prepared] = prepare(engine, caller, body.queue, [body])
-    if not isinstance(prepared, tuple):
-        raise refusal(prepared)
-    jt, built = prepared
+    [built] = prepare(engine, caller, body.queue, [body])
+    if not isinstance(built, Job):
+        raise refusal(built)
     [(job, created)] = await engine.enqueue_jobs([built], copy=False)
     if not created:
-        check_duplicate(engine, caller, jt, body.data, body.idempotencyKey, job)
+        check_duplicate(caller, built, body.idempotencyKey, job)
     log.debug("job enqueued", extra={"event": "http_enqueued", "job_id": job.id,
                                      "queue": job.queue, "created": created})
     return json_response(enqueued_view(job, engine.clock.now(), created=created),
@@ -107,15 +106,15 @@ async def add_batch(request: web.Request) -> web.Response:
     caller, engine = principal(request), request.app[ENGINE]
     body = parse(NewBatch, await read_json(request))
     _known_queue(engine, body.queue)
-    accepted: list[tuple[int, JobType, Job, Any, str | None]] = []
+    accepted: list[tuple[int, Job, str | None]] = []
     errors: list[dict[str, Any]] = []
-    for i, (item, prepared) in enumerate(zip(body.jobs, prepare(engine, caller, body.queue,
-                                                                 body.jobs, batch=True),
-                                             strict=True)):
-        if isinstance(prepared, tuple):
-            accepted.append((i, *prepared, item.data, item.idempotencyKey))
+    for i, (item, built) in enumerate(zip(body.jobs, prepare(engine, caller, body.queue,
+                                                             body.jobs, batch=True),
+                                          strict=True)):
+        if isinstance(built, Job):
+            accepted.append((i, built, item.idempotencyKey))
             continue
-        errors.append(_item_error(i, item.type, prepared))
+        errors.append(_item_error(i, item.type, built))
         if body.options.stopOnError and not body.options.validateAll:
             break
     if errors and (body.options.stopOnError or not accepted):
@@ -123,15 +122,15 @@ async def add_batch(request: web.Request) -> web.Response:
         raise ValidationError(f"the batch was refused ({why}); nothing was enqueued",
                               code="batch_invalid",
                               details=[d for e in errors for d in e["details"]])
-    results = await engine.enqueue_jobs([built for _, _, built, _, _ in accepted], copy=False)
+    results = await engine.enqueue_jobs([built for _, built, _ in accepted], copy=False)
     now = engine.clock.now()
     done: list[dict[str, Any]] = []
-    for (i, jt, _, data, key), (job, created) in zip(accepted, results, strict=True):
+    for (i, built, key), (job, created) in zip(accepted, results, strict=True):
         if not created:
             try:
-                check_duplicate(engine, caller, jt, data, key, job)
+                check_duplicate(caller, built, key, job)
             except IdempotencyConflictError as exc:
-                errors.append(_item_error(i, jt.name, [
+                errors.append(_item_error(i, built.type, [
                     {"field": f"jobs[{i}].idempotencyKey", "message": exc.message,
                      "code": exc.code}]))
                 continue
@@ -155,8 +154,8 @@ class JobRequest(Protocol):
 
 
 def prepare(engine: Engine, caller: Principal, queue: str, items: Sequence[JobRequest], *,
-            batch: bool = False) -> list[tuple[JobType, Job] | Problems]:
-    """For each requested job, its type and record, or every problem with it (field names
+            batch: bool = False) -> list[Job | Problems]:
+    """For each requested job, its record, or every problem with it (field names
     prefixed `jobs[i].` in a batch). Records are built by the engine's own checks
     (`Engine.build_many`), so they cannot be refused at enqueue and are not built twice."""
     registry = engine.registry
@@ -168,8 +167,8 @@ def prepare(engine: Engine, caller: Principal, queue: str, items: Sequence[JobRe
     #: type name -> (its JobType, or the problem with it as (field, code, message)); a batch
     #: is usually one or two types, so each is looked up and checked once
     types: dict[str, tuple[JobType | None, tuple[str, str, str] | None]] = {}
-    out: list[tuple[JobType, Job] | Problems] = []
-    pending: list[tuple[int, JobType]] = []
+    out: list[Job | Problems] = []
+    pending: list[int] = []
     specs: list[JobSpec] = []
     tenant_id, user_id, scoped = caller.tenant_id, caller.user_id, caller.scoped
     for i, item in enumerate(items):
@@ -192,15 +191,15 @@ def prepare(engine: Engine, caller: Principal, queue: str, items: Sequence[JobRe
             continue
         out.append([])
         options = item.options
-        pending.append((i, jt))
+        pending.append(i)
         specs.append(JobSpec(type=jt.name, data=item.data, priority=options.priority,
                              delay_s=options.delay / 1000, idempotency_key=item.idempotencyKey,
                              tenant_id=tenant_id, user_id=user_id,
                              max_attempts=options.attempts, ordering_key=options.orderingKey,
                              callback_url=item.callbackUrl))
-    for (i, jt), built in zip(pending, engine.build_many(specs), strict=True):
+    for i, built in zip(pending, engine.build_many(specs), strict=True):
         if not isinstance(built, ValidationError):
-            out[i] = (jt, built)
+            out[i] = built
             continue
         prefix = f"jobs[{i}]." if batch else ""
         if built.details:  # the job type's data schema: one entry per field
@@ -243,13 +242,13 @@ def refusal(problems: Problems) -> ValidationError | PermissionDeniedError:
                            details=problems)
 
 
-def check_duplicate(engine: Engine, caller: Principal, jt: JobType, data: dict[str, Any],
-                    key: str | None, job: Job) -> None:
-    """An enqueue matched `job` by idempotency key: fine if it is the same request again."""
+def check_duplicate(caller: Principal, built: Job, key: str | None, job: Job) -> None:
+    """The enqueue of `built` matched `job` by idempotency key: fine if it is the same request
+    again. `built` holds the data as its type's checks left it, so it compares with the stored
+    job's as it is, without checking the data a second time."""
     if not can_see(caller, job):
         raise IdempotencyConflictError("the idempotency key is already in use by another job")
-    if key is not None and (job.type != jt.name
-                            or job.data != engine.registry.validate_data(jt, data)):
+    if key is not None and (job.type != built.type or job.data != built.data):
         raise IdempotencyConflictError(
             f"the idempotency key {key!r} was already used for a different job ({job.id})",
             job_id=job.id)
@@ -324,14 +323,20 @@ async def page_of(engine: Engine, caller: Principal, query: JobQuery
 async def visible_job(request: web.Request, queue: str | None) -> Job:
     """The job named in the path, if the caller may see it (and it is in `queue`, when one is
     given: the spec's clients pass it); `JobNotFoundError` otherwise, whatever the reason."""
-    caller, engine = principal(request), request.app[ENGINE]
     job_id = request.match_info["id"]
-    job = await engine.get(job_id) if len(job_id) <= MAX_ID_CHARS else None
+    job = await seen_job(request.app[ENGINE], principal(request), job_id)
     if queue is not None:
         queue = queue.removesuffix("-queue")  # the spec names queues "money-queue" in places
-    if job is None or not can_see(caller, job) or (queue is not None and job.queue != queue):
+    if job is None or (queue is not None and job.queue != queue):
         raise JobNotFoundError(f"job {job_id[:MAX_ID_CHARS]} not found", job_id=job_id)
     return job
+
+
+async def seen_job(engine: Engine, caller: Principal, job_id: str) -> Job | None:
+    """The job `job_id` names if `caller` may see it, else None: a job outside their scope is
+    looked up exactly like one that does not exist (an id longer than any is not looked up)."""
+    job = await engine.get(job_id) if len(job_id) <= MAX_ID_CHARS else None
+    return job if job is not None and can_see(caller, job) else None
 
 
 # --- operator actions -----------------------------------------------------------------------

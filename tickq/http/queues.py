@@ -81,6 +81,16 @@ def queue_named(engine: Engine, raw: str) -> QueueConfig:
         raise NotFoundError(exc.message, code="queue_not_found") from None
 
 
+async def set_paused(request: web.Request, paused: bool) -> str:
+    """Pause or resume the queue the path names, noted for the audit trail; its name. The
+    API's routes and the dashboard's buttons both act through this."""
+    engine = request.app[ENGINE]
+    queue = queue_named(engine, request.match_info["name"]).name
+    await (engine.pause(queue) if paused else engine.resume(queue))
+    note(request, queue)
+    return queue
+
+
 async def counts_view(engine: Engine, queue: str) -> dict[str, Any]:
     c = await engine.counts(queue)
     return {"waiting": c.waiting - c.delayed, "delayed": c.delayed, "active": c.active,
@@ -125,10 +135,7 @@ async def queue_status(request: web.Request) -> web.Response:
 async def pause_queue(request: web.Request) -> web.Response:
     """No new job starts; running jobs finish and waiting jobs stay queued (spec endpoint 8).
     The pause is stored, so it outlives a restart."""
-    engine = request.app[ENGINE]
-    queue = queue_named(engine, request.match_info["name"]).name
-    await engine.pause(queue)
-    note(request, queue)
+    queue = await set_paused(request, True)
     return json_response({"queue": queue, "status": "paused",
                           "message": "Queue has been paused"})
 
@@ -137,10 +144,7 @@ async def pause_queue(request: web.Request) -> web.Response:
 @audited("queue.resume")
 @require("admin")
 async def resume_queue(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    queue = queue_named(engine, request.match_info["name"]).name
-    await engine.resume(queue)
-    note(request, queue)
+    queue = await set_paused(request, False)
     return json_response({"queue": queue, "status": "active",
                           "message": "Queue has been resumed"})
 

@@ -29,6 +29,7 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, StringConstraints
 
 from tickq.clock import iso
+from tickq.engine.job import Job
 from tickq.errors import NotFoundError, ValidationError
 from tickq.http.access import principal, require
 from tickq.http.audit import audited, note
@@ -123,7 +124,7 @@ async def add_schedule(request: web.Request) -> web.Response:
     item = NewJob(queue=body.job.queue, type=body.job.type, data=body.job.data,
                   options=body.job.options)
     [prepared] = prepare(engine, caller, body.job.queue, [item])
-    if not isinstance(prepared, tuple):
+    if not isinstance(prepared, Job):
         raise refusal([{**p, "field": f"job.{p['field']}"} for p in prepared])
     options = body.job.options
     template = JobTemplate(queue=body.job.queue, type=body.job.type, data=body.job.data,
@@ -136,14 +137,14 @@ async def add_schedule(request: web.Request) -> web.Response:
             scheduler=request.app.get(SCHEDULER))
     except ValidationError as exc:
         raise _under_job(exc) from None
-    return json_response(schedule_view(schedule, _ticker(request)), status=201)
+    return json_response(schedule_view(schedule, ticker_of(request)), status=201)
 
 
 @routes.get(f"{PREFIX}/schedules")
 @require("admin")
 async def list_schedules(request: web.Request) -> web.Response:
     schedules = await request.app[ENGINE].store.schedule_list()
-    ticker = _ticker(request)
+    ticker = ticker_of(request)
     return json_response({"schedules": [schedule_view(s, ticker) for s in schedules],
                           "count": len(schedules)})
 
@@ -155,7 +156,7 @@ async def get_schedule(request: web.Request) -> web.Response:
     schedule = await request.app[ENGINE].store.schedule_get(name)
     if schedule is None:
         raise NotFoundError(f"no schedule named {name[:80]!r}", code="schedule_not_found")
-    return json_response(schedule_view(schedule, _ticker(request)))
+    return json_response(schedule_view(schedule, ticker_of(request)))
 
 
 @routes.delete(f"{PREFIX}/schedules/{{name}}")
@@ -173,10 +174,7 @@ async def remove_schedule(request: web.Request) -> web.Response:
 @require("admin")
 async def pause_schedule(request: web.Request) -> web.Response:
     """Stop enqueueing the schedule's jobs; slots that fall while it is paused are dropped."""
-    name = request.match_info["name"]
-    note(request, name[:80])
-    schedule = await set_schedule_paused(request.app[ENGINE], name, True)
-    return json_response(schedule_view(schedule, _ticker(request)))
+    return json_response(schedule_view(await set_paused(request, True), ticker_of(request)))
 
 
 @routes.post(f"{PREFIX}/schedules/{{name}}/resume")
@@ -184,10 +182,7 @@ async def pause_schedule(request: web.Request) -> web.Response:
 @require("admin")
 async def resume_schedule(request: web.Request) -> web.Response:
     """Enqueue the schedule's jobs again from its next slot."""
-    name = request.match_info["name"]
-    note(request, name[:80])
-    schedule = await set_schedule_paused(request.app[ENGINE], name, False)
-    return json_response(schedule_view(schedule, _ticker(request)))
+    return json_response(schedule_view(await set_paused(request, False), ticker_of(request)))
 
 
 @routes.post(f"{PREFIX}/schedules/{{name}}/run")
@@ -196,13 +191,27 @@ async def resume_schedule(request: web.Request) -> web.Response:
 async def run_schedule(request: web.Request) -> web.Response:
     """Enqueue the schedule's job once, now, outside its slots; its own slots are untouched.
     The same request again within the same second returns the job it made (200)."""
+    job, created = await run_now(request)
+    return json_response(enqueued_view(job, request.app[ENGINE].clock.now(), created=created),
+                         status=201 if created else 200)
+
+
+async def set_paused(request: web.Request, paused: bool) -> Schedule:
+    """Pause or resume the schedule the path names, noted for the audit trail. The API's
+    routes and the dashboard's buttons both act through this (and `run_now`)."""
     name = request.match_info["name"]
     note(request, name[:80])
-    engine = request.app[ENGINE]
-    job, created = await run_schedule_now(engine, name)
+    return await set_schedule_paused(request.app[ENGINE], name, paused)
+
+
+async def run_now(request: web.Request) -> tuple[Job, bool]:
+    """Enqueue the job of the schedule the path names once, now; the job and whether it is
+    new, noted for the audit trail."""
+    name = request.match_info["name"]
+    note(request, name[:80])
+    job, created = await run_schedule_now(request.app[ENGINE], name)
     note(request, name[:80], job_id=job.id, new_job=created)
-    return json_response(enqueued_view(job, engine.clock.now(), created=created),
-                         status=201 if created else 200)
+    return job, created
 
 
 def schedule_view(s: Schedule, ticker: ScheduleTicker) -> dict[str, Any]:
@@ -215,7 +224,8 @@ def schedule_view(s: Schedule, ticker: ScheduleTicker) -> dict[str, Any]:
             "lastError": s.last_error, "paused": s.paused}
 
 
-def _ticker(request: web.Request) -> ScheduleTicker:
+def ticker_of(request: web.Request) -> ScheduleTicker:
+    """The running scheduler's ticker, or one of its own when the app runs no scheduler."""
     scheduler = request.app.get(SCHEDULER)
     return scheduler.ticker if scheduler is not None else ScheduleTicker(request.app[ENGINE])
 
@@ -258,11 +268,10 @@ async def schedule_job(request: web.Request) -> web.Response:
     item = NewJob(queue=body.queue, type=body.type, data=body.data,
                   options=body.options.model_copy(update={"delay": delay_ms}),
                   idempotencyKey=body.idempotencyKey, callbackUrl=body.callbackUrl)
-    [prepared] = prepare(engine, caller, body.queue, [item])
-    if not isinstance(prepared, tuple):
+    [built] = prepare(engine, caller, body.queue, [item])
+    if not isinstance(built, Job):
         raise refusal([{**p, "field": "runAt" if p["field"] == "options.delay" else p["field"]}
-                       for p in prepared])
-    jt, built = prepared
+                       for p in built])
     # The record was built at a slightly later `now` than the delay was computed at: start it
     # at the exact time asked for, its expiry window unchanged.
     target = max(run_at, built.created_at)
@@ -271,10 +280,10 @@ async def schedule_job(request: web.Request) -> web.Response:
     built.run_at = target
     [(job, created)] = await engine.enqueue_jobs([built], copy=False)
     if not created:
-        check_duplicate(engine, caller, jt, body.data, body.idempotencyKey, job)
+        check_duplicate(caller, built, body.idempotencyKey, job)
     return json_response(enqueued_view(job, engine.clock.now(), created=created),
                          status=201 if created else 200)
 
 
-__all__ = ["SCHEDULER", "NewSchedule", "ScheduleJob", "ScheduledJob", "routes",
-           "schedule_view"]
+__all__ = ["SCHEDULER", "NewSchedule", "ScheduleJob", "ScheduledJob", "routes", "run_now",
+           "schedule_view", "set_paused", "ticker_of"]

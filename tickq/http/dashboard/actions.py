@@ -15,6 +15,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from tickq.errors import TickqError, ValidationError
+from tickq.http import queues, schedules
 from tickq.http.access import RouteHandler, check_role, principal, require
 from tickq.http.alerts import acknowledge_alert
 from tickq.http.audit import audited, note
@@ -23,9 +24,7 @@ from tickq.http.dashboard.render import done, render
 from tickq.http.dlq import discard_failed, retry_failed
 from tickq.http.keys import ENGINE
 from tickq.http.limits import service_named
-from tickq.http.queues import queue_named
 from tickq.http.schemas import MAX_LIMIT
-from tickq.scheduling.schedules import run_schedule_now, set_schedule_paused
 
 routes = web.RouteTableDef()
 
@@ -62,20 +61,14 @@ async def _service(request: web.Request) -> str | None:
 @routes.post(f"{PREFIX}/queues/{{name}}/pause")
 @action("queue.pause")
 async def pause_queue(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE]
-    queue = queue_named(engine, request.match_info["name"]).name
-    await engine.pause(queue)
-    note(request, queue)
+    await queues.set_paused(request, True)
     return done(PREFIX, "paused")
 
 
 @routes.post(f"{PREFIX}/queues/{{name}}/resume")
 @action("queue.resume")
 async def resume_queue(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE]
-    queue = queue_named(engine, request.match_info["name"]).name
-    await engine.resume(queue)
-    note(request, queue)
+    await queues.set_paused(request, False)
     return done(PREFIX, "queue-resumed")
 
 
@@ -191,36 +184,26 @@ async def emergency_resume(request: web.Request) -> web.StreamResponse:
 @routes.post(f"{PREFIX}/alerts/{{id}}/acknowledge")
 @action("alert.acknowledge")
 async def acknowledge(request: web.Request) -> web.StreamResponse:
-    raw = request.match_info["id"]
-    note(request, raw[:40])
-    alert, again = await acknowledge_alert(request.app[ENGINE], principal(request), raw)
-    note(request, str(alert.id), already=again)
+    await acknowledge_alert(request)
     return done(f"{PREFIX}/alerts", "acknowledged")
 
 
 @routes.post(f"{PREFIX}/schedules/{{name}}/pause")
 @action("schedule.pause")
 async def pause_schedule(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    note(request, name[:80])
-    await set_schedule_paused(request.app[ENGINE], name, True)
+    await schedules.set_paused(request, True)
     return done(f"{PREFIX}/schedules", "schedule-paused")
 
 
 @routes.post(f"{PREFIX}/schedules/{{name}}/resume")
 @action("schedule.resume")
 async def resume_schedule(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    note(request, name[:80])
-    await set_schedule_paused(request.app[ENGINE], name, False)
+    await schedules.set_paused(request, False)
     return done(f"{PREFIX}/schedules", "schedule-resumed")
 
 
 @routes.post(f"{PREFIX}/schedules/{{name}}/run")
 @action("schedule.run")
 async def run_schedule(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    note(request, name[:80])
-    job, created = await run_schedule_now(request.app[ENGINE], name)
-    note(request, name[:80], job_id=job.id, new_job=created)
+    await schedules.run_now(request)
     return done(f"{PREFIX}/schedules", "ran")

@@ -5,7 +5,6 @@ rules (`guard.PAGE_ROLES`)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from aiohttp import web
@@ -16,10 +15,10 @@ from tickq.http.dashboard.guard import PAGE_ROLES, PREFIX, signed_in
 from tickq.http.dashboard.render import render
 from tickq.http.jobs import page_of
 from tickq.http.keys import ENGINE, PRINCIPAL
-from tickq.http.schedules import SCHEDULER
+from tickq.http.limits import finite
+from tickq.http.schedules import ticker_of
 from tickq.redaction import redact_text
 from tickq.scheduling.template import JobTemplate
-from tickq.scheduling.ticks import ScheduleTicker
 from tickq.storage.base import JobQuery
 
 routes = web.RouteTableDef()
@@ -28,10 +27,6 @@ routes = web.RouteTableDef()
 PAGE_SIZE = 50
 #: the alerts page covers this many hours, like the API's default
 ALERT_HOURS = 24
-
-
-def _finite(value: float) -> float | None:
-    return None if math.isinf(value) else value
 
 
 @routes.get(f"{PREFIX}/dlq")
@@ -58,12 +53,12 @@ def limit_rows(request: web.Request) -> list[dict[str, Any]]:
     for name in names:
         s = gate.limiter.status(name, now)
         b = gate.breakers.get(name).status(now)
-        rows.append({"name": name, "tokens": _finite(s["tokens"]),
-                     "in_flight": s["in_flight"], "max_concurrent": _finite(s["max_concurrent"]),
-                     "cooldown_s": _finite(s["cooldown_left_s"]), "stopped": s["stopped"],
+        rows.append({"name": name, "tokens": finite(s["tokens"]),
+                     "in_flight": s["in_flight"], "max_concurrent": finite(s["max_concurrent"]),
+                     "cooldown_s": finite(s["cooldown_left_s"]), "stopped": s["stopped"],
                      "unlimited": s["unlimited"], "breaker": b["state"],
                      "failures": b["consecutive_failures"],
-                     "open_left_s": _finite(b["open_left_s"])})
+                     "open_left_s": finite(b["open_left_s"])})
     return rows
 
 
@@ -87,9 +82,7 @@ async def alerts_page(request: web.Request) -> web.StreamResponse:
 @signed_in
 @require(*PAGE_ROLES["schedules"])
 async def schedules_page(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE]
-    scheduler = request.app.get(SCHEDULER)
-    ticker = scheduler.ticker if scheduler is not None else ScheduleTicker(engine)
+    engine, ticker = request.app[ENGINE], ticker_of(request)
     rows = [{"s": s, "job": JobTemplate.from_json(s.template_json),
              "next": ticker.next_run_at(s)} for s in await engine.store.schedule_list()]
     return render(request, "schedules.html", {"rows": rows})

@@ -21,7 +21,7 @@ from tickq.engine.engine import Engine
 from tickq.engine.job import Job
 from tickq.engine.states import JobState
 from tickq.errors import AuthenticationError, TickqError
-from tickq.http.access import can_see, tenant_filter
+from tickq.http.access import tenant_filter
 from tickq.http.audit import AUDIT_LOG_KEY
 from tickq.http.audit import MAX_LIMIT as AUDIT_MAX_LIMIT
 from tickq.http.body import parse
@@ -34,10 +34,10 @@ from tickq.http.dashboard.session import (
     sign_in,
     sign_out,
 )
-from tickq.http.jobs import page_of, visible_job
+from tickq.http.jobs import page_of, seen_job, visible_job
 from tickq.http.keys import ENGINE, METRICS, PRINCIPAL
 from tickq.http.queues import counts_view
-from tickq.http.schemas import MAX_ID_CHARS, ListQuery, query_values
+from tickq.http.schemas import ListQuery, query_values
 from tickq.http.views import status_of
 from tickq.metrics import Metrics
 from tickq.redaction import redact_text, redact_value
@@ -131,10 +131,9 @@ async def _search(engine: Engine, request: web.Request, term: str,
                   tenant: str | None) -> list[Job]:
     """Jobs matching `term` as an id, else as an idempotency key, that the caller may see."""
     caller = request[PRINCIPAL]
-    if len(term) <= MAX_ID_CHARS:
-        job = await engine.get(term)
-        if job is not None and can_see(caller, job) and tenant in (None, job.tenant_id):
-            return [job]
+    job = await seen_job(engine, caller, term)
+    if job is not None and tenant in (None, job.tenant_id):
+        return [job]
     page, _ = await page_of(engine, caller, JobQuery(idempotency_key=term, tenant_id=tenant,
                                                      limit=PAGE_SIZE))
     return page
