@@ -25,8 +25,8 @@ configured provider limit instead of reaching it once per node.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
@@ -36,7 +36,7 @@ from tickq.engine.job import Job
 from tickq.engine.limiter import RateLimiter
 from tickq.engine.outcome import Settle
 from tickq.engine.queues import Durability, QueueConfig, QueueCounts
-from tickq.engine.states import FINAL_STATES, JobState
+from tickq.engine.states import JobState
 from tickq.errors import (
     ConfigError,
     IdempotencyConflictError,
@@ -87,7 +87,7 @@ PRUNE_BATCH = 5_000
 #: an enqueue whose key holder vanished between the insert and the look-up tries again
 INSERT_ATTEMPTS = 5
 
-_FINAL = tuple(s.value for s in FINAL_STATES)
+T = TypeVar("T")
 
 
 def redact(url: str) -> str:
@@ -122,15 +122,11 @@ class PostgresStore(PostgresRecords):
 
     @property
     def _pool(self) -> asyncpg.Pool:
-        if self._pool_sync is None:
-            raise StoreClosedError("the store is not open")
-        return self._pool_sync
+        return self._read()
 
     @property
     def node(self) -> NodeLink:
-        if self._node is None:
-            raise StoreClosedError("the store is not open")
-        return self._node
+        return _opened(self._node)
 
     @property
     def node_id(self) -> int:
@@ -138,15 +134,11 @@ class PostgresStore(PostgresRecords):
 
     @property
     def memory(self) -> MemoryStore:
-        if self._memory is None:
-            raise StoreClosedError("the store is not open")
-        return self._memory
+        return _opened(self._memory)
 
     @property
     def claimer(self) -> Claimer:
-        if self._claimer is None:
-            raise StoreClosedError("the store is not open")
-        return self._claimer
+        return _opened(self._claimer)
 
     async def open(self, queues: Mapping[str, QueueConfig], now: float) -> OpenReport:
         if self._pool_sync is not None:
@@ -235,10 +227,7 @@ class PostgresStore(PostgresRecords):
         return cfg is not None and cfg.durability is Durability.CRASH_SAFE
 
     def _pool_for(self, lazy: bool) -> asyncpg.Pool:
-        pool = self._pool_lazy if lazy else self._pool_sync
-        if pool is None:
-            raise StoreClosedError("the store is not open")
-        return pool
+        return self._write() if lazy else self._read()
 
     def _seen(self, now: float) -> None:
         if now > self._now:
@@ -249,12 +238,11 @@ class PostgresStore(PostgresRecords):
     async def job_insert_many(self, jobs: Sequence[Job], now: float) -> list[InsertResult]:
         self._seen(now)
         out: list[InsertResult | None] = [None] * len(jobs)
-        kept = [(i, j) for i, j in enumerate(jobs) if self._in_memory(j.queue)]
+        kept, todo = _split(enumerate(jobs), lambda ij: self._in_memory(ij[1].queue))
         if kept:
             found = await self.memory.job_insert_many([j for _, j in kept], now)
             for (i, _), res in zip(kept, found, strict=True):
                 out[i] = res
-        todo = [(i, j) for i, j in enumerate(jobs) if not self._in_memory(j.queue)]
         lazy = all(self._lazy_queue(j.queue) for _, j in todo)
         pool = self._pool_for(lazy)
         for _ in range(INSERT_ATTEMPTS):
@@ -324,7 +312,7 @@ class PostgresStore(PostgresRecords):
             got = await self.claimer.claim(conn, queue, limit, now, lease_s, gate)
         if lazy:
             self._lazy_claims.update(j.id for j in got.claimed)
-        return FetchResult(got.claimed, got.expired, got.deferred)
+        return got
 
     def _share_limits(self, gate: Gate) -> None:
         """Make the gate's limiter draw configured buckets from the database as well.
@@ -344,9 +332,8 @@ class PostgresStore(PostgresRecords):
 
     async def job_settle_many(self, settles: Sequence[Settle]) -> list[Job]:
         kept = self.memory.index.jobs
-        here = [s for s in settles if s.job_id in kept]
+        here, there = _split(settles, lambda s: s.job_id in kept)
         done = await self.memory.job_settle_many(here) if here else []
-        there = [s for s in settles if s.job_id not in kept]
         if not there:
             return done
         lazy = all(s.job_id in self._lazy_claims for s in there)
@@ -358,8 +345,8 @@ class PostgresStore(PostgresRecords):
     async def job_heartbeat(self, claims: Sequence[tuple[str, int]],
                             lease_until: float) -> list[str]:
         kept = self.memory.index.jobs
-        lost = await self.memory.job_heartbeat([c for c in claims if c[0] in kept], lease_until)
-        there = [c for c in claims if c[0] not in kept]
+        here, there = _split(claims, lambda c: c[0] in kept)
+        lost = await self.memory.job_heartbeat(here, lease_until)
         if there:
             rows = await self._pool.fetch(HEARTBEAT_SQL, [c[0] for c in there],
                                           [c[1] for c in there], lease_until)
@@ -504,9 +491,8 @@ class PostgresStore(PostgresRecords):
         return found[: query.limit]
 
     async def job_prune(self, rules: Sequence[PruneRule]) -> int:
-        kept = [r for r in rules if self._in_memory(r.queue)]
+        kept, there = _split(rules, lambda r: self._in_memory(r.queue))
         removed = await self.memory.job_prune(kept) if kept else 0
-        there = [r for r in rules if not self._in_memory(r.queue)]
         if not there:
             return removed
         args = ([r.queue for r in there], [r.state.value for r in there],
@@ -564,6 +550,23 @@ class PostgresStore(PostgresRecords):
             return await self.memory.queue_oldest_due(queue, now)
         value = await self._pool.fetchval(OLDEST_DUE_SQL, queue, now)
         return None if value is None else float(value)
+
+
+def _opened(part: T | None) -> T:
+    """A part the store has while it is open."""
+    if part is None:
+        raise StoreClosedError("the store is not open")
+    return part
+
+
+def _split(items: Iterable[T], kept: Callable[[T], bool]) -> tuple[list[T], list[T]]:
+    """`items` in two lists, those `kept` in memory and the rest, each in its order: one
+    look-up per item (a batch is split like this on every insert, settle and heartbeat)."""
+    here: list[T] = []
+    there: list[T] = []
+    for item in items:
+        (here if kept(item) else there).append(item)
+    return here, there
 
 
 def _where(q: JobQuery) -> tuple[str, list[Any]]:

@@ -34,10 +34,17 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from tickq.engine.gate import Deferral, Gate
+from tickq.engine.gate import Gate
 from tickq.engine.job import ErrorEntry, Job, append_error
 from tickq.engine.states import JobState
-from tickq.storage.postgres_rows import CLAIM_SQL, COLUMNS, EXPIRE_SQL, job_from_record
+from tickq.storage.base import FetchResult
+from tickq.storage.postgres_rows import (
+    CLAIM_SQL,
+    COLUMNS,
+    EXPIRE_SQL,
+    J_COLUMNS,
+    job_from_record,
+)
 
 #: runs (priority, tenant, type) with due jobs a fetch looks at, highest priority first; with
 #: more than this many ready at once, the ones past it wait until those before them drain
@@ -88,7 +95,7 @@ FOR UPDATE SKIP LOCKED
 #: lock up to `quota` of the oldest due jobs of each run given, skipping rows others hold and
 #: the ids already decided in this fetch
 LOCK_SQL = f"""
-SELECT {', '.join('j.' + c.strip() for c in COLUMNS.split(','))}
+SELECT {J_COLUMNS}
 FROM unnest($3::int4[], $4::text[], $5::text[], $6::int4[]) AS g(priority, tk, type, quota),
 LATERAL (
     SELECT {COLUMNS} FROM jobs
@@ -176,13 +183,6 @@ class _Tenant:
     batch: list[Job] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class Claimed:
-    claimed: list[Job]
-    expired: list[Job]
-    deferred: list[tuple[Job, Deferral]]
-
-
 class Claimer:
     def __init__(self, node_id: int) -> None:
         self.node_id = node_id
@@ -191,8 +191,8 @@ class Claimer:
         self._cursor: dict[tuple[str, int], str] = {}
 
     async def claim(self, conn: asyncpg.Connection, queue: str, limit: int, now: float,
-                    lease_s: float, gate: Gate | None) -> Claimed:
-        out = Claimed([], [], [])
+                    lease_s: float, gate: Gate | None) -> FetchResult:
+        out = FetchResult([], [], [])
         if limit <= 0:
             return out
         try:
@@ -217,7 +217,7 @@ class Claimer:
         return out
 
     async def _decide(self, conn: asyncpg.Connection, queue: str, limit: int, now: float,
-                      gate: Gate | None, out: Claimed) -> None:
+                      gate: Gate | None, out: FetchResult) -> None:
         lots = self.lots
         decided: list[str] = []
         #: job id -> (level, turn, place in the level's rotation): the dispatch order

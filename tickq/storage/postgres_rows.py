@@ -45,10 +45,7 @@ def _make_loader() -> Callable[[Sequence[Any]], Job]:
 
 job_from_record = _make_loader()
 
-_INSERT_COLUMNS = ("id, queue, type, data, tenant_id, user_id, priority, state, attempts, "
-                   "max_attempts, run_at, lease_until, idempotency_key, progress, result, errors, "
-                   "created_at, started_at, finished_at, expires_at, callback_url, ordering_key, "
-                   "stalls, key_until, claim_token")
+#: the SQL types of COLUMNS, in order (the arrays of INSERT_SQL)
 _INSERT_TYPES = ("text", "text", "text", "bytea", "text", "text", "int4", "text", "int4", "int4",
                  "float8", "float8", "text", "int4", "bytea", "bytea", "float8", "float8",
                  "float8", "float8", "text", "text", "int4", "float8", "int8")
@@ -58,7 +55,7 @@ _N = len(_INSERT_TYPES)
 #: index decides, atomically, also between concurrent inserts and within the batch: the first
 #: of two with one key wins). One notification per queue that got a job, sent at commit.
 INSERT_SQL = (
-    "WITH ins AS (INSERT INTO jobs (" + _INSERT_COLUMNS + ", key_hold) "
+    "WITH ins AS (INSERT INTO jobs (" + COLUMNS + ", key_hold) "
     "SELECT " + ", ".join(f"v.c{i}" for i in range(_N)) + ", v.c12 IS NOT NULL "
     "FROM unnest(" + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_INSERT_TYPES)) + ") "
     "WITH ORDINALITY AS v(" + ", ".join(f"c{i}" for i in range(_N)) + ", ord) ORDER BY v.ord "
