@@ -21,11 +21,11 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable
-from importlib import resources
 
 import asyncpg  # type: ignore[import-untyped]
 
 from tickq.errors import ConfigError
+from tickq.storage.sql_scripts import numbered_scripts
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,7 @@ _GONE_SQL = ("SELECT n FROM (SELECT DISTINCT claimed_by AS n FROM jobs WHERE sta
 
 def migrations() -> list[tuple[int, str]]:
     """The numbered schema scripts, in order."""
-    folder = resources.files("tickq.storage") / "sql" / "postgres"
-    found = []
-    for entry in folder.iterdir():
-        name = entry.name
-        if name.endswith(".sql") and name[:4].isdigit():
-            found.append((int(name[:4]), entry.read_text()))
-    return sorted(found)
+    return numbered_scripts("postgres")
 
 
 def lock_key(purpose: str, schema: str) -> int:

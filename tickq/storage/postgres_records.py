@@ -27,34 +27,17 @@ from tickq.storage.base import (
     Schedule,
 )
 from tickq.storage.record_rows import (
+    ALERT_COLUMNS,
     EVENT_COLUMNS,
     REPORT_COLUMNS,
+    SCHEDULE_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    alert_from_row,
     event_from_row,
     report_fields,
+    snapshot_from_row,
+    snapshot_row,
 )
-
-_ALERT_COLUMNS = ("id, severity, alert_type, message, queue_name, metric_value, "
-                  "threshold_value, channels, acknowledged, acknowledged_by, acknowledged_at, "
-                  "created_at")
-_SNAPSHOT_COLUMNS = ("queue_name, waiting_count, delayed_count, active_count, completed_count, "
-                     "failed_count, oldest_age_s, captured_at")
-_SCHEDULE_COLUMNS = ("name, cron, timezone, template, missed, tenant_id, user_id, created_at, "
-                     "last_slot, pending, pending_at, version, last_job_id, last_error, paused")
-
-
-
-
-def _alert(r: Sequence[Any]) -> AlertRecord:
-    return AlertRecord(id=int(r[0]), severity=r[1], alert_type=r[2], message=r[3],
-                       queue_name=r[4], metric_value=r[5], threshold_value=r[6],
-                       channels=orjson.loads(r[7]), acknowledged=r[8], acknowledged_by=r[9],
-                       acknowledged_at=r[10], created_at=r[11])
-
-
-def _snapshot(r: Sequence[Any]) -> QueueSnapshot:
-    return QueueSnapshot(queue_name=r[0], waiting_count=r[1], delayed_count=r[2],
-                         active_count=r[3], completed_count=r[4], failed_count=r[5],
-                         oldest_age_s=r[6], captured_at=r[7])
 
 
 def _schedule(r: Sequence[Any]) -> Schedule:
@@ -170,17 +153,17 @@ class PostgresRecords:
         r = await self._write().fetchrow(
             "INSERT INTO alert_history (severity, alert_type, message, queue_name, "
             "metric_value, threshold_value, channels, created_at) "
-            f"VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING {_ALERT_COLUMNS}",
+            f"VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING {ALERT_COLUMNS}",
             alert.severity, alert.alert_type, alert.message, alert.queue_name,
             alert.metric_value, alert.threshold_value,
             orjson.dumps(dict(alert.channels)).decode(), alert.created_at)
         assert r is not None
-        return _alert(r)
+        return alert_from_row(r)
 
     async def alert_get(self, alert_id: int) -> AlertRecord | None:
         r = await self._read().fetchrow(
-            f"SELECT {_ALERT_COLUMNS} FROM alert_history WHERE id = $1", alert_id)
-        return None if r is None else _alert(r)
+            f"SELECT {ALERT_COLUMNS} FROM alert_history WHERE id = $1", alert_id)
+        return None if r is None else alert_from_row(r)
 
     async def alert_list(self, severity: str | None = None, limit: int = 50, *,
                          since: float | None = None, queue: str | None = None,
@@ -196,9 +179,9 @@ class PostgresRecords:
                 clauses.append(f"{column} {op} ${len(params)}")
         params.append(limit)
         rows = await self._read().fetch(
-            f"SELECT {_ALERT_COLUMNS} FROM alert_history WHERE {' AND '.join(clauses)} "
+            f"SELECT {ALERT_COLUMNS} FROM alert_history WHERE {' AND '.join(clauses)} "
             f"ORDER BY created_at DESC, id DESC LIMIT ${len(params)}", *params)
-        return [_alert(r) for r in rows]
+        return [alert_from_row(r) for r in rows]
 
     async def alert_set_channels(self, alert_id: int, channels: Mapping[str, str]) -> None:
         await self._write().execute(
@@ -209,8 +192,8 @@ class PostgresRecords:
         r = await self._write().fetchrow(
             "UPDATE alert_history SET acknowledged = true, acknowledged_by = $2, "
             "acknowledged_at = $3 WHERE id = $1 AND NOT acknowledged "
-            f"RETURNING {_ALERT_COLUMNS}", alert_id, by, at)
-        return _alert(r) if r is not None else await self.alert_get(alert_id)
+            f"RETURNING {ALERT_COLUMNS}", alert_id, by, at)
+        return alert_from_row(r) if r is not None else await self.alert_get(alert_id)
 
     async def alert_prune(self, before: float) -> int:
         return _count(await self._write().execute(
@@ -219,14 +202,9 @@ class PostgresRecords:
     async def snapshot_insert(self, snapshots: Sequence[QueueSnapshot]) -> None:
         if not snapshots:
             return
-        cols: list[list[Any]] = [[] for _ in range(8)]
-        for s in snapshots:
-            for col, value in zip(cols, (s.queue_name, s.waiting_count, s.delayed_count,
-                                         s.active_count, s.completed_count, s.failed_count,
-                                         s.oldest_age_s, s.captured_at), strict=True):
-                col.append(value)
+        cols = [list(col) for col in zip(*map(snapshot_row, snapshots), strict=True)]
         await self._write().execute(
-            f"INSERT INTO queue_metrics ({_SNAPSHOT_COLUMNS}) SELECT v.q, v.w, v.d, v.a, v.c, "
+            f"INSERT INTO queue_metrics ({SNAPSHOT_COLUMNS}) SELECT v.q, v.w, v.d, v.a, v.c, "
             "v.f, v.o, v.t FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int4[], "
             "$5::int4[], $6::int4[], $7::float8[], $8::float8[]) WITH ORDINALITY "
             "AS v(q, w, d, a, c, f, o, t, ord) ORDER BY v.ord", *cols)
@@ -234,10 +212,10 @@ class PostgresRecords:
     async def snapshot_list(self, queue: str | None, start: float, end: float,
                             limit: int = 10_000) -> list[QueueSnapshot]:
         rows = await self._read().fetch(
-            f"SELECT {_SNAPSHOT_COLUMNS} FROM queue_metrics "
+            f"SELECT {SNAPSHOT_COLUMNS} FROM queue_metrics "
             "WHERE ($1::text IS NULL OR queue_name = $1) AND captured_at >= $2 "
             "AND captured_at < $3 ORDER BY captured_at, seq LIMIT $4", queue, start, end, limit)
-        return [_snapshot(r) for r in rows]
+        return [snapshot_from_row(r) for r in rows]
 
     async def snapshot_prune(self, before: float) -> int:
         return _count(await self._write().execute(
@@ -248,10 +226,10 @@ class PostgresRecords:
     async def schedule_put(self, schedule: Schedule, *, replace: bool = False) -> bool:
         s = schedule
         conflict = ("DO UPDATE SET " + ", ".join(
-            f"{c.strip()} = excluded.{c.strip()}" for c in _SCHEDULE_COLUMNS.split(",")[1:])
+            f"{c.strip()} = excluded.{c.strip()}" for c in SCHEDULE_COLUMNS.split(",")[1:])
             if replace else "DO NOTHING")
         status = await self._write().execute(
-            f"INSERT INTO schedules ({_SCHEDULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+            f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, "
             f"$8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (name) {conflict}",
             s.name, s.cron, s.timezone, s.template_json, s.missed, s.tenant_id, s.user_id,
             s.created_at, s.last_slot, list(s.pending), s.pending_at, s.version, s.last_job_id,
@@ -260,11 +238,11 @@ class PostgresRecords:
 
     async def schedule_get(self, name: str) -> Schedule | None:
         r = await self._read().fetchrow(
-            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE name = $1", name)
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = $1", name)
         return None if r is None else _schedule(r)
 
     async def schedule_list(self) -> list[Schedule]:
-        rows = await self._read().fetch(f"SELECT {_SCHEDULE_COLUMNS} FROM schedules "
+        rows = await self._read().fetch(f"SELECT {SCHEDULE_COLUMNS} FROM schedules "
                                         "ORDER BY name")
         return [_schedule(r) for r in rows]
 
@@ -277,7 +255,7 @@ class PostgresRecords:
         r = await self._write().fetchrow(
             "UPDATE schedules SET last_slot = $3, pending = $4::float8[], pending_at = $5, "
             "version = version + 1 WHERE name = $1 AND version = $2 "
-            f"RETURNING {_SCHEDULE_COLUMNS}", name, version, last_slot, list(pending),
+            f"RETURNING {SCHEDULE_COLUMNS}", name, version, last_slot, list(pending),
             at if pending else None)
         return None if r is None else _schedule(r)
 
@@ -288,7 +266,7 @@ class PostgresRecords:
             "last_job_id = coalesce($3, last_job_id), "
             "pending_at = CASE WHEN pending = $2::float8[] THEN NULL ELSE pending_at END, "
             "pending = CASE WHEN pending = $2::float8[] THEN '{}' ELSE pending END "
-            f"WHERE name = $1 RETURNING {_SCHEDULE_COLUMNS}", name, list(pending), job_id,
+            f"WHERE name = $1 RETURNING {SCHEDULE_COLUMNS}", name, list(pending), job_id,
             error)
         return None if r is None else _schedule(r)
 
@@ -297,5 +275,5 @@ class PostgresRecords:
         r = await self._write().fetchrow(
             "UPDATE schedules SET paused = $2, version = version + 1, "
             "last_slot = CASE WHEN $2 THEN last_slot ELSE greatest(last_slot, $3) END "
-            f"WHERE name = $1 RETURNING {_SCHEDULE_COLUMNS}", name, paused, at)
+            f"WHERE name = $1 RETURNING {SCHEDULE_COLUMNS}", name, paused, at)
         return None if r is None else _schedule(r)

@@ -16,7 +16,6 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from importlib import resources
 from typing import Any
 
 import aiosqlite
@@ -58,12 +57,20 @@ from tickq.storage.journal import (
     report_row,
 )
 from tickq.storage.record_rows import (
+    ALERT_COLUMNS,
+    ALERT_FIELDS,
     EVENT_COLUMNS,
     REPORT_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    SNAPSHOT_FIELDS,
+    alert_from_row,
     event_from_row,
     report_fields,
+    snapshot_from_row,
+    snapshot_row,
 )
 from tickq.storage.schedule_table import ScheduleTable
+from tickq.storage.sql_scripts import numbered_scripts
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +141,7 @@ load_jobs = _make_bulk_loader()
 
 def migrations() -> list[tuple[int, str]]:
     """The numbered schema scripts, in order."""
-    folder = resources.files("tickq.storage") / "sql" / "sqlite"
-    found = []
-    for entry in folder.iterdir():
-        name = entry.name
-        if name.endswith(".sql") and name[:4].isdigit():
-            found.append((int(name[:4]), entry.read_text()))
-    return sorted(found)
+    return numbered_scripts("sqlite")
 
 
 class SqliteStore:
@@ -766,9 +767,9 @@ class SqliteStore:
 
     async def alert_get(self, alert_id: int) -> AlertRecord | None:
         async with self.reader.execute(
-                f"SELECT {_ALERT_COLUMNS} FROM alert_history WHERE id=?", (alert_id,)) as cur:
+                f"SELECT {ALERT_COLUMNS} FROM alert_history WHERE id=?", (alert_id,)) as cur:
             row = await cur.fetchone()
-        return None if row is None else _alert_from_row(row)
+        return None if row is None else alert_from_row(row)
 
     async def alert_list(self, severity: str | None = None, limit: int = 50, *,
                          since: float | None = None, queue: str | None = None,
@@ -789,9 +790,9 @@ class SqliteStore:
             params.append(int(acknowledged))
         where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         async with self.reader.execute(
-                f"SELECT {_ALERT_COLUMNS} FROM alert_history {where}"
+                f"SELECT {ALERT_COLUMNS} FROM alert_history {where}"
                 "ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)) as cur:
-            return [_alert_from_row(r) for r in await cur.fetchall()]
+            return [alert_from_row(r) for r in await cur.fetchall()]
 
     async def alert_set_channels(self, alert_id: int, channels: Mapping[str, str]) -> None:
         if channels:
@@ -816,11 +817,11 @@ class SqliteStore:
     async def snapshot_insert(self, snapshots: Sequence[QueueSnapshot]) -> None:
         if snapshots:
             await asyncio.shield(self.journal.write(
-                _SNAPSHOT_INSERT_SQL, [_snapshot_row(s) for s in snapshots]))
+                _SNAPSHOT_INSERT_SQL, [snapshot_row(s) for s in snapshots]))
 
     async def snapshot_list(self, queue: str | None, start: float, end: float,
                             limit: int = 10_000) -> list[QueueSnapshot]:
-        sql = f"SELECT {_SNAPSHOT_COLUMNS} FROM queue_metrics WHERE "
+        sql = f"SELECT {SNAPSHOT_COLUMNS} FROM queue_metrics WHERE "
         params: list[Any] = []
         if queue is not None:
             sql += "queue_name = ? AND "
@@ -828,47 +829,22 @@ class SqliteStore:
         sql += "captured_at >= ? AND captured_at < ? ORDER BY captured_at, rowid LIMIT ?"
         params += [start, end, limit]
         async with self.reader.execute(sql, params) as cur:
-            return [QueueSnapshot(**dict(zip(_SNAPSHOT_FIELDS, r, strict=True)))
-                    for r in await cur.fetchall()]
+            return [snapshot_from_row(r) for r in await cur.fetchall()]
 
     async def snapshot_prune(self, before: float) -> int:
         return await self._prune("queue_metrics", "captured_at", before)
 
 
-_ALERT_FIELDS = ("id", "severity", "alert_type", "message", "queue_name", "metric_value",
-                 "threshold_value", "channels", "acknowledged", "acknowledged_by",
-                 "acknowledged_at", "created_at")
-_ALERT_COLUMNS = ", ".join(_ALERT_FIELDS)
-_ALERT_INSERT_SQL = (f"INSERT INTO alert_history ({_ALERT_COLUMNS}) "
-                     f"VALUES ({', '.join('?' * len(_ALERT_FIELDS))})")
-_SNAPSHOT_FIELDS = ("queue_name", "waiting_count", "delayed_count", "active_count",
-                    "completed_count", "failed_count", "oldest_age_s", "captured_at")
-_SNAPSHOT_COLUMNS = ", ".join(_SNAPSHOT_FIELDS)
-_SNAPSHOT_INSERT_SQL = (f"INSERT INTO queue_metrics ({_SNAPSHOT_COLUMNS}) "
-                        f"VALUES ({', '.join('?' * len(_SNAPSHOT_FIELDS))})")
+_ALERT_INSERT_SQL = (f"INSERT INTO alert_history ({ALERT_COLUMNS}) "
+                     f"VALUES ({', '.join('?' * len(ALERT_FIELDS))})")
+_SNAPSHOT_INSERT_SQL = (f"INSERT INTO queue_metrics ({SNAPSHOT_COLUMNS}) "
+                        f"VALUES ({', '.join('?' * len(SNAPSHOT_FIELDS))})")
 
 
 def _alert_row(a: AlertRecord) -> tuple[Any, ...]:
     return (a.id, a.severity, a.alert_type, a.message, a.queue_name, a.metric_value,
             a.threshold_value, orjson.dumps(dict(a.channels)).decode(), int(a.acknowledged),
             a.acknowledged_by, a.acknowledged_at, a.created_at)
-
-
-def _alert_from_row(r: Sequence[Any]) -> AlertRecord:
-    channels = orjson.loads(r[7]) if r[7] else {}
-    return AlertRecord(id=r[0], severity=r[1], alert_type=r[2], message=r[3], queue_name=r[4],
-                       metric_value=r[5], threshold_value=r[6],
-                       channels=channels if isinstance(channels, dict) else {},
-                       acknowledged=bool(r[8]), acknowledged_by=r[9], acknowledged_at=r[10],
-                       created_at=r[11])
-
-
-def _snapshot_row(s: QueueSnapshot) -> tuple[Any, ...]:
-    return tuple(getattr(s, name) for name in _SNAPSHOT_FIELDS)
-
-
-
-
 
 
 def _where(q: JobQuery) -> tuple[str, list[Any]]:

@@ -14,11 +14,10 @@ from typing import Any
 import orjson
 
 from tickq.storage.base import Schedule
+from tickq.storage.record_rows import SCHEDULE_COLUMNS
 
-COLUMNS = ("name, cron, timezone, template, missed, tenant_id, user_id, created_at, last_slot, "
-           "pending, pending_at, version, last_job_id, last_error, paused")
 #: one schedule written whole, whatever changed (a schedule is a few hundred bytes)
-UPSERT_SQL = (f"INSERT OR REPLACE INTO schedules ({COLUMNS}) "
+UPSERT_SQL = (f"INSERT OR REPLACE INTO schedules ({SCHEDULE_COLUMNS}) "
               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 DELETE_SQL = "DELETE FROM schedules WHERE name=?"
 
@@ -38,4 +37,4 @@ def schedule_from_row(r: Sequence[Any]) -> Schedule:
 
 def load_schedules(conn: sqlite3.Connection) -> list[Schedule]:
     return [schedule_from_row(r)
-            for r in conn.execute(f"SELECT {COLUMNS} FROM schedules ORDER BY name")]
+            for r in conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name")]
