@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from tickq.engine.gate import Gate
 from tickq.engine.job import Job
@@ -28,6 +29,17 @@ from tickq.storage.base import (
 )
 from tickq.storage.index import JobIndex
 from tickq.storage.schedule_table import ScheduleTable
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _drop(rows: dict[K, V], old: Callable[[V], bool]) -> int:
+    """Delete the rows that are `old`; returns how many went."""
+    gone = [k for k, v in rows.items() if old(v)]
+    for k in gone:
+        del rows[k]
+    return len(gone)
 
 
 class MemoryStore:
@@ -170,10 +182,7 @@ class MemoryStore:
 
     async def events_prune(self, before: float) -> int:
         self._require_open()
-        old = [e.id for e in self._events.values() if e.occurred_at < before]
-        for event_id in old:
-            del self._events[event_id]
-        return len(old)
+        return _drop(self._events, lambda e: e.occurred_at < before)
 
     async def report_put(self, report: Report) -> None:
         self._require_open()
@@ -191,10 +200,7 @@ class MemoryStore:
 
     async def report_prune(self, before: float) -> int:
         self._require_open()
-        old = [r.id for r in self._reports.values() if r.created_at < before]
-        for report_id in old:
-            del self._reports[report_id]
-        return len(old)
+        return _drop(self._reports, lambda r: r.created_at < before)
 
     # --- monitor: alerts and queue snapshots --------------------------------------------------
 
@@ -241,10 +247,7 @@ class MemoryStore:
 
     async def alert_prune(self, before: float) -> int:
         self._require_open()
-        old = [a.id for a in self._alerts.values() if a.created_at < before]
-        for alert_id in old:
-            del self._alerts[alert_id]
-        return len(old)
+        return _drop(self._alerts, lambda a: a.created_at < before)
 
     async def snapshot_insert(self, snapshots: Sequence[QueueSnapshot]) -> None:
         self._require_open()
