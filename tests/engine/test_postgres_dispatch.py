@@ -23,9 +23,8 @@ async def url() -> AsyncIterator[str]:
     async with pg.pg_schema() as schema_url:
         yield schema_url
 
+
 COMPLETED = tickq.JobState.COMPLETED
-
-
 
 
 async def test_a_concurrency_cap_parks_the_rest_and_each_release_brings_one_back(

@@ -40,6 +40,8 @@ async def url() -> AsyncIterator[str]:
     async with pg.pg_schema() as schema_url:
         yield schema_url
 
+
+
 #: Monday 5 January 2026, 08:00:00 UTC (a minute boundary)
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC).timestamp()
 CHECK_S = 0.3
@@ -49,8 +51,6 @@ CONFIG = SchedulerConfig(retention_interval_s=0.1, schedule_sync_interval_s=0.1,
                          leader_check_interval_s=CHECK_S)
 EMAIL = JobTemplate(queue="communication", type="send-email",
                     data={"to": "ops@example.com", "template": "minutely-digest"})
-
-
 
 
 def node(url: str, clock: FakeClock) -> tuple[Engine, Scheduler]:

@@ -26,9 +26,8 @@ async def url() -> AsyncIterator[str]:
     async with pg.pg_schema() as schema_url:
         yield schema_url
 
+
 Q = "communication"
-
-
 
 
 def node(url: str, **options: Any) -> tickq.Engine:

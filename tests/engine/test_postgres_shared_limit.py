@@ -31,6 +31,7 @@ async def url() -> AsyncIterator[str]:
     async with pg.pg_schema() as schema_url:
         yield schema_url
 
+
 Q = "communication"
 RATE, BURST = 25.0, 50
 ACME = LimitConfig(rate_per_s=RATE, burst=BURST, max_concurrent=1_000, cooldown_s=1.0)
@@ -38,8 +39,6 @@ RUN_S = 12.0
 WINDOW_S = 10.0
 NODES = ("a", "b", "c")
 BACKLOG_PER_NODE = 300
-
-
 
 
 def most_in_window(times: list[float], window: float) -> int:

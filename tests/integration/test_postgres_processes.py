@@ -30,6 +30,7 @@ async def url() -> AsyncIterator[str]:
     async with pg.pg_schema() as schema_url:
         yield schema_url
 
+
 pytestmark = pytest.mark.slow
 
 CHILD = Path(__file__).with_name("pg_node_child.py")
@@ -38,12 +39,6 @@ NODES = 3
 BATCH = 2_000
 #: how long the jobs may take to run (the test fails past it rather than hanging)
 RUN_TIMEOUT_S = 45.0
-
-
-
-
-
-
 
 
 class Cluster:

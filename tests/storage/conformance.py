@@ -161,6 +161,15 @@ async def dead_letter(store: Store, job: Job, at: float = T0 + 1) -> Job:
     return failed
 
 
+async def completed(store: Store, job: Job, *, key_until: float,
+                    result_json: bytes = b"1") -> None:
+    """Insert `job`, claim it and complete it at T0 + 1, its key held until `key_until`."""
+    await insert(store, job)
+    running = await claim_one(store, job.id)
+    await store.job_settle_many([settle(running, SettleKind.COMPLETE, T0 + 1,
+                                        result_json=result_json, key_until=key_until)])
+
+
 async def get(store: Store, job_id: str) -> Job:
     job = await store.job_get(job_id)
     assert job is not None, f"job {job_id} is gone"
@@ -602,10 +611,7 @@ class StoreConformance:
         store = await store_factory()
         make = Jobs()
         job = make(key="pay-1")
-        await insert(store, job)
-        running = await claim_one(store, job.id)
-        await store.job_settle_many([settle(running, SettleKind.COMPLETE, T0 + 1,
-                                            result_json=b"1", key_until=T0 + 100)])
+        await completed(store, job, key_until=T0 + 100)
 
         [held] = await store.job_insert_many([make(key="pay-1")], T0 + 99)
         assert (held.created, held.job.id, held.job.state) == (False, job.id, C)
@@ -941,10 +947,7 @@ class StoreConformance:
         store = await store_factory()
         make = Jobs()
         job = make(key="pay-1", tenant="t1")
-        await insert(store, job)
-        running = await claim_one(store, job.id)
-        await store.job_settle_many([settle(running, SettleKind.COMPLETE, T0 + 1,
-                                            result_json=b"1", key_until=T0 + 1000)])
+        await completed(store, job, key_until=T0 + 1000)
 
         # Past retention but still holding its key: kept, and the key still deduplicates.
         assert await store.job_prune([PruneRule(queue="money", state=C, before=T0 + 10)]) == 0
@@ -1376,10 +1379,7 @@ class StoreConformance:
         store = await store_factory()
         make = Jobs()
         job = make(key="pay-1", tenant="t1")
-        await insert(store, job)
-        running = await claim_one(store, job.id)
-        await store.job_settle_many([settle(running, SettleKind.COMPLETE, T0 + 1,
-                                            result_json=b"{\"ok\":true}", key_until=T0 + 1000)])
+        await completed(store, job, key_until=T0 + 1000, result_json=b"{\"ok\":true}")
 
         store, _ = await store_factory.reopen(store, T0 + 10)
 
@@ -1532,10 +1532,7 @@ class StoreConformance:
         store = await store_factory()
         make = Jobs()
         job = make(key="pay-1")
-        await insert(store, job)
-        running = await claim_one(store, job.id)
-        await store.job_settle_many([settle(running, SettleKind.COMPLETE, T0 + 1,
-                                            result_json=b"1", key_until=T0 + 100)])
+        await completed(store, job, key_until=T0 + 100)
         assert await store.job_release_keys(T0 + 150) == 1
 
         store, _ = await store_factory.reopen(store, T0 + 160)
